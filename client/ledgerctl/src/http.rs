@@ -1,0 +1,139 @@
+//! Blocking HTTP access to one log prefix (specs/api.md), with timeouts, body limits and
+//! the server's JSON error messages surfaced to the user.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use ureq::Agent;
+
+use crate::failure::{Failure, Result};
+
+/// Cap on any response body: the largest legitimate answer is an add-batch response with
+/// proofs for 65,536 entries, or a full entry bundle (256 entries of up to 64 KiB).
+const MAX_BODY: u64 = 128 * 1024 * 1024;
+
+/// Cap on an error body: it is only a message.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+pub struct Client {
+    agent: Agent,
+    base: String,
+}
+
+/// `{"error": {"code": "...", "message": "..."}}` (specs/api.md, Errors).
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+impl Client {
+    /// `base` is the log prefix, e.g. `http://127.0.0.1:8080/artifacts`.
+    pub fn new(base: &str, timeout: Duration) -> Result<Self> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Failure::input(format!(
+                "--log must be an http:// or https:// URL, got {base:?}"
+            )));
+        }
+        if base.contains('?') || base.contains('#') {
+            return Err(Failure::input(format!(
+                "--log must be the log prefix without query or fragment, got {base:?}"
+            )));
+        }
+        let config = Agent::config_builder()
+            // Error statuses are answers too: read their JSON message instead of failing.
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .user_agent(concat!("ledgerctl/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client {
+            agent: config.into(),
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path)
+    }
+
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<u8>> {
+        let url = self.url(path);
+        let mut req = self.agent.get(&url);
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        let resp = req.call().map_err(|e| transport(&url, e))?;
+        read(&url, resp)
+    }
+
+    pub fn post(&self, path: &str, query: &[(&str, String)], body: &[u8]) -> Result<Vec<u8>> {
+        let url = self.url(path);
+        let mut req = self
+            .agent
+            .post(&url)
+            .content_type("application/octet-stream");
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        let resp = req.send(body).map_err(|e| transport(&url, e))?;
+        read(&url, resp)
+    }
+
+    /// GET returning `None` on 404 (for optional resources such as partial tiles).
+    pub fn get_optional(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let url = self.url(path);
+        let resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| transport(&url, e))?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        read(&url, resp).map(Some)
+    }
+}
+
+fn transport(url: &str, e: ureq::Error) -> Failure {
+    Failure::server(format!("request to {url} failed: {e}"))
+}
+
+fn read(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>> {
+    let status = resp.status();
+    if status.is_success() {
+        return resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| Failure::server(format!("reading the answer of {url} failed: {e}")));
+    }
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ERROR_BODY)
+        .read_to_vec()
+        .unwrap_or_default();
+    let detail = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => format!("{} ({})", b.error.message, b.error.code),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body);
+            let text = text.trim();
+            if text.is_empty() {
+                "no error message".to_string()
+            } else {
+                text.chars().take(300).collect()
+            }
+        }
+    };
+    Err(Failure::server(format!(
+        "server answered {} for {url}: {detail}",
+        status
+    )))
+}

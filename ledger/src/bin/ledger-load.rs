@@ -1,0 +1,509 @@
+//! Load generator for the ledger's HTTP API. Every run also measures the machine's own limits
+//! (SHA-256 throughput and fsync rate) so figures can be read as ratios on a noisy machine.
+//!
+//! ```text
+//! ledger-load --url http://127.0.0.1:8080/artifacts single --clients 64 --seconds 10
+//! ledger-load --url ... batch --clients 4 --batch 4096 --seconds 10
+//! ledger-load --url ... rate --rate 5000 --seconds 10
+//! ledger-load --url ... proofs --clients 64 --seconds 10
+//! ledger-load --url ... fill --entries 10000000
+//! ```
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rand::{Rng, RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Load generator for the ledger HTTP API")]
+struct Cli {
+    /// Log prefix, e.g. http://127.0.0.1:8080/artifacts
+    #[arg(long)]
+    url: String,
+    /// Entry size in bytes.
+    #[arg(long, default_value_t = 256)]
+    entry_size: usize,
+    /// Directory on the ledger's filesystem for the fsync-rate measurement.
+    #[arg(long, default_value = ".")]
+    fsync_dir: std::path::PathBuf,
+    /// Skip the machine-limit measurements.
+    #[arg(long)]
+    no_machine: bool,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Closed loop: each client sends one entry per request, waits for the answer.
+    Single {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Closed loop through add-batch.
+    Batch {
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Open loop at a fixed rate of single-entry submissions; reports latency.
+    Rate {
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Connections used (requests beyond this many in flight wait for one).
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+    },
+    /// Closed loop of inclusion-proof requests for random indexes at the current size.
+    Proofs {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Appends this many entries as fast as possible through add-batch.
+    Fill {
+        #[arg(long)]
+        entries: u64,
+        #[arg(long, default_value_t = 16384)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        clients: usize,
+    },
+}
+
+struct Target {
+    host: String,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Target> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// URLs are supported")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok(Target {
+        host: host.to_string(),
+        path: format!("/{}", path.trim_end_matches('/')),
+    })
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(t: &Target) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(&t.host).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn request(
+    s: &mut Sender,
+    t: &Target,
+    method: &str,
+    path: &str,
+    body: Bytes,
+) -> Result<(u16, Bytes)> {
+    s.ready().await?;
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("{}{}", t.path, path))
+        .header("host", &t.host)
+        .header("content-type", "application/octet-stream")
+        .body(Full::new(body))?;
+    let resp = s.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+fn random_entry(rng: &mut impl RngCore, size: usize) -> Bytes {
+    let mut e = vec![0u8; size];
+    rng.fill_bytes(&mut e);
+    Bytes::from(e)
+}
+
+fn bundle(rng: &mut impl RngCore, n: usize, size: usize) -> Bytes {
+    let mut b = Vec::with_capacity(n * (size + 2));
+    for _ in 0..n {
+        b.extend_from_slice(&(size as u16).to_be_bytes());
+        let start = b.len();
+        b.resize(start + size, 0);
+        rng.fill_bytes(&mut b[start..]);
+    }
+    Bytes::from(b)
+}
+
+#[derive(Default)]
+struct Stats {
+    ok: AtomicU64,
+    entries: AtomicU64,
+    errors: AtomicU64,
+    rejected: AtomicU64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn report_latency(name: &str, mut lat: Vec<u32>) {
+    lat.sort_unstable();
+    println!(
+        "{name} latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={})",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+        lat.len()
+    );
+}
+
+/// SHA-256 throughput on 256-byte inputs (MB/s and hashes/s) on one core.
+fn measure_sha256() -> (f64, f64) {
+    let data = [7u8; 256];
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut acc = [0u8; 32];
+    while start.elapsed() < Duration::from_millis(1000) {
+        for _ in 0..1000 {
+            let mut h = Sha256::new();
+            h.update(acc);
+            h.update(data);
+            acc = h.finalize().into();
+        }
+        n += 1000;
+    }
+    let s = start.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    ((n as f64 * 288.0) / s / 1e6, n as f64 / s)
+}
+
+/// fdatasync rate for 4 KiB appends in `dir` (what a synced WAL write costs at best).
+fn measure_fsync(dir: &std::path::Path) -> Result<f64> {
+    let path = dir.join(format!(".ledger-load-fsync-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path)?;
+    let block = [1u8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(1000) {
+        f.write_all(&block)?;
+        f.sync_data()?;
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(rate)
+}
+
+async fn tree_size(t: &Target) -> Result<u64> {
+    let mut s = connect(t).await?;
+    let (status, body) = request(&mut s, t, "GET", "/checkpoint", Bytes::new()).await?;
+    if status != 200 {
+        bail!("GET checkpoint: {status}");
+    }
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .context("checkpoint has no size line")
+}
+
+async fn closed_loop(
+    t: Arc<Target>,
+    clients: usize,
+    seconds: u64,
+    make: Arc<dyn Fn(&mut rand::rngs::StdRng) -> (String, String, Bytes, u64) + Send + Sync>,
+) -> Result<(Arc<Stats>, Vec<u32>, f64)> {
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![];
+    let start = Instant::now();
+    for c in 0..clients {
+        let (t, stats, stop, make) = (t.clone(), stats.clone(), stop.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random::<u64>() ^ c as u64);
+            let mut lat = vec![];
+            let mut s = match connect(&t).await {
+                Ok(s) => s,
+                Err(_) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return lat;
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let (method, path, body, n) = make(&mut rng);
+                let t0 = Instant::now();
+                match request(&mut s, &t, &method, &path, body).await {
+                    Ok((200, _)) => {
+                        lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        stats.ok.fetch_add(1, Ordering::Relaxed);
+                        stats.entries.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Ok((503, _)) => {
+                        stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Ok(_) | Err(_) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        match connect(&t).await {
+                            Ok(n) => s = n,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = vec![];
+    for task in tasks {
+        lat.extend(task.await?);
+    }
+    Ok((stats, lat, start.elapsed().as_secs_f64()))
+}
+
+fn print_stats(label: &str, stats: &Stats, secs: f64) {
+    let ok = stats.ok.load(Ordering::Relaxed);
+    let entries = stats.entries.load(Ordering::Relaxed);
+    println!(
+        "{label}: {:.0} requests/s, {:.0} entries/s ({ok} requests, {entries} entries in {secs:.1}s; {} rejected 503, {} errors)",
+        ok as f64 / secs,
+        entries as f64 / secs,
+        stats.rejected.load(Ordering::Relaxed),
+        stats.errors.load(Ordering::Relaxed),
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let t = Arc::new(parse_url(&cli.url)?);
+    let size = cli.entry_size;
+    if !(1..=65535).contains(&size) {
+        bail!("--entry-size must be 1..=65535");
+    }
+    if !cli.no_machine {
+        let (mbs, hps) = measure_sha256();
+        println!("machine: sha256 {mbs:.0} MB/s ({hps:.0} hashes/s of 256 B, one core)");
+        match measure_fsync(&cli.fsync_dir) {
+            Ok(r) => println!(
+                "machine: fsync {r:.0}/s (4 KiB fdatasync, {})",
+                cli.fsync_dir.display()
+            ),
+            Err(e) => println!("machine: fsync not measured: {e}"),
+        }
+    }
+    match cli.mode {
+        Mode::Single { clients, seconds } => {
+            let make = Arc::new(move |rng: &mut rand::rngs::StdRng| {
+                ("POST".into(), "/add".into(), random_entry(rng, size), 1)
+            });
+            let (stats, lat, secs) = closed_loop(t, clients, seconds, make).await?;
+            print_stats(
+                &format!("single ({clients} clients, {size} B entries)"),
+                &stats,
+                secs,
+            );
+            report_latency("single", lat);
+        }
+        Mode::Batch {
+            clients,
+            batch,
+            seconds,
+        } => {
+            let make = Arc::new(move |rng: &mut rand::rngs::StdRng| {
+                (
+                    "POST".into(),
+                    "/add-batch".into(),
+                    bundle(rng, batch, size),
+                    batch as u64,
+                )
+            });
+            let (stats, lat, secs) = closed_loop(t, clients, seconds, make).await?;
+            print_stats(
+                &format!("batch ({clients} clients x {batch} entries of {size} B)"),
+                &stats,
+                secs,
+            );
+            report_latency("batch request", lat);
+        }
+        Mode::Proofs { clients, seconds } => {
+            let n = tree_size(&t).await?;
+            if n == 0 {
+                bail!("the log is empty; fill it first");
+            }
+            let make = Arc::new(move |rng: &mut rand::rngs::StdRng| {
+                let i = rng.gen_range(0..n);
+                (
+                    "GET".into(),
+                    format!("/proof/inclusion?index={i}&tree_size={n}"),
+                    Bytes::new(),
+                    1,
+                )
+            });
+            let (stats, lat, secs) = closed_loop(t, clients, seconds, make).await?;
+            print_stats(
+                &format!("proofs ({clients} clients, tree size {n})"),
+                &stats,
+                secs,
+            );
+            report_latency("proof", lat);
+        }
+        Mode::Rate {
+            rate,
+            seconds,
+            connections,
+        } => {
+            let (tx, rx) = async_channel(connections);
+            for _ in 0..connections {
+                tx.0.send(connect(&t).await?).await.ok();
+            }
+            let stats = Arc::new(Stats::default());
+            let lats = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let start = Instant::now();
+            let total = rate * seconds;
+            let mut rng = rand::rngs::StdRng::from_entropy();
+            let mut handles = vec![];
+            for i in 0..total {
+                // Open loop: the schedule does not wait for answers; latency is measured from
+                // the scheduled send time, so queueing in the client counts too.
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let body = random_entry(&mut rng, size);
+                let (t, stats, lats, pool_rx, pool_tx) = (
+                    t.clone(),
+                    stats.clone(),
+                    lats.clone(),
+                    rx.clone(),
+                    tx.0.clone(),
+                );
+                handles.push(tokio::spawn(async move {
+                    let Ok(mut s) = pool_rx.recv().await else {
+                        return;
+                    };
+                    match request(&mut s, &t, "POST", "/add", body).await {
+                        Ok((200, _)) => {
+                            lats.lock().push(due.elapsed().as_micros() as u32);
+                            stats.ok.fetch_add(1, Ordering::Relaxed);
+                            stats.entries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((503, _)) => {
+                            stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(n) = connect(&t).await {
+                                s = n;
+                            }
+                        }
+                    }
+                    let _ = pool_tx.send(s).await;
+                }));
+            }
+            for h in handles {
+                h.await?;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            print_stats(&format!("rate (target {rate}/s)"), &stats, secs);
+            report_latency("submission-to-proof", std::mem::take(&mut *lats.lock()));
+        }
+        Mode::Fill {
+            entries,
+            batch,
+            clients,
+        } => {
+            let done = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let mut tasks = vec![];
+            for c in 0..clients {
+                let (t, done) = (t.clone(), done.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut rng =
+                        rand::rngs::StdRng::seed_from_u64(rand::random::<u64>() ^ c as u64);
+                    let mut s = connect(&t).await?;
+                    loop {
+                        let have = done.fetch_add(batch as u64, Ordering::Relaxed);
+                        if have >= entries {
+                            return anyhow::Ok(());
+                        }
+                        let n = batch.min((entries - have) as usize);
+                        let body = bundle(&mut rng, n, size);
+                        loop {
+                            match request(&mut s, &t, "POST", "/add-batch", body.clone()).await? {
+                                (200, _) => break,
+                                (503, _) => tokio::time::sleep(Duration::from_millis(20)).await,
+                                (st, b) => {
+                                    bail!("add-batch: {st}: {}", String::from_utf8_lossy(&b))
+                                }
+                            }
+                        }
+                    }
+                }));
+            }
+            let progress = {
+                let done = done.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        let d = done.load(Ordering::Relaxed).min(entries);
+                        eprintln!(
+                            "fill: {d} / {entries} ({:.0}/s)",
+                            d as f64 / start.elapsed().as_secs_f64()
+                        );
+                    }
+                })
+            };
+            for task in tasks {
+                task.await??;
+            }
+            progress.abort();
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "fill: {entries} entries in {secs:.1}s ({:.0} entries/s); tree size now {}",
+                entries as f64 / secs,
+                tree_size(&t).await?
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A tiny MPMC pool of connections built on tokio's mpsc behind a mutex.
+#[allow(clippy::type_complexity)]
+fn async_channel(cap: usize) -> ((tokio::sync::mpsc::Sender<Sender>,), Arc<ConnPool>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(cap);
+    ((tx,), Arc::new(ConnPool(tokio::sync::Mutex::new(rx))))
+}
+
+struct ConnPool(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Sender>>);
+
+impl ConnPool {
+    async fn recv(&self) -> Result<Sender, ()> {
+        self.0.lock().await.recv().await.ok_or(())
+    }
+}

@@ -1,0 +1,557 @@
+//! The HTTP API (specs/api.md): the C2SP tlog-tiles read path, writes, proofs, operations.
+
+use crate::api_error::ApiError;
+use crate::log::{Log, Snapshot};
+use crate::sequencer::{Pool, Sequenced};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::prelude::*;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use ledger_client::tiles::{TileKind, TilePath, MAX_ENTRY_SIZE};
+use ledger_client::tlog_proof::TlogProof;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tlog_tiles::Hash;
+
+pub struct LogHandle {
+    pub log: Arc<Log>,
+    pub pool: Arc<Pool>,
+}
+
+pub struct AppState {
+    pub logs: HashMap<String, LogHandle>,
+    pub registry: Registry,
+    /// Largest accepted `add-batch` body.
+    pub max_batch_bytes: usize,
+}
+
+/// Most entries one `add-batch` request may carry.
+pub const MAX_BATCH_ENTRIES: usize = 65_536;
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    let entries = Router::new()
+        .route("/{log}/tile/entries/{*path}", get(entry_bundle))
+        // c2sp.org/tlog-tiles#log-entries: "Entry bundles SHOULD be compressed at the HTTP
+        // layer". Hash tiles are random bytes, so only bundles go through compression.
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/logs", get(list_logs))
+        .route("/{log}/checkpoint", get(checkpoint))
+        .route("/{log}/checkpoint/{size}", get(checkpoint_at))
+        .route("/{log}/tile/{*path}", get(hash_tile))
+        .route("/{log}/add", post(add))
+        .route("/{log}/add-batch", post(add_batch))
+        .route("/{log}/proof/inclusion", get(inclusion))
+        .route("/{log}/proof/consistency", get(consistency))
+        .route("/{log}/proof/tlog-proof", get(tlog_proof))
+        .merge(entries)
+        .fallback(|| async { ApiError::not_found("no such endpoint (see specs/api.md)") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
+        })
+        .with_state(state)
+}
+
+fn handle<'a>(s: &'a AppState, name: &str) -> Result<&'a LogHandle, ApiError> {
+    s.logs
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no log named {name:?}")))
+}
+
+fn text(body: Vec<u8>, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ---- read path: c2sp.org/tlog-tiles ----
+
+async fn checkpoint(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    // c2sp.org/tlog-tiles#checkpoints: mutable, so "headers SHOULD prevent caching beyond a
+    // few seconds".
+    Ok(text(
+        h.log.snapshot().checkpoint.to_vec(),
+        "no-cache, max-age=2",
+    ))
+}
+
+async fn checkpoint_at(
+    State(s): State<Shared>,
+    Path((log, size)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let size = parse_u64("size", &size)?;
+    match h.log.checkpoint_at(size)? {
+        Some(note) => Ok(text(note, "public, max-age=31536000, immutable")),
+        None => Err(ApiError::not_found(format!(
+            "the log issued no checkpoint at tree size {size}"
+        ))),
+    }
+}
+
+fn tile_response(data: Vec<u8>) -> Response {
+    // c2sp.org/tlog-tiles#merkle-tree: "This endpoint is immutable, so its caching headers
+    // SHOULD be long-lived." A partial tile of width W is immutable too.
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        data,
+    )
+        .into_response()
+}
+
+fn parse_tile(path: &str) -> Result<TilePath, ApiError> {
+    TilePath::parse(path).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_tile_path",
+            format!("{path:?} is not a tlog-tiles path: {e}"),
+        )
+    })
+}
+
+async fn hash_tile(
+    State(s): State<Shared>,
+    Path((log, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let t = parse_tile(&format!("tile/{path}"))?;
+    match t.kind {
+        TileKind::Hashes { level } => Ok(tile_response(h.log.tile(
+            level,
+            t.index,
+            usize::from(t.width),
+        )?)),
+        // Unreachable through routing (entries have their own route), kept for safety.
+        TileKind::Entries => Ok(tile_response(h.log.bundle(t.index, usize::from(t.width))?)),
+    }
+}
+
+async fn entry_bundle(
+    State(s): State<Shared>,
+    Path((log, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let t = parse_tile(&format!("tile/entries/{path}"))?;
+    Ok(tile_response(h.log.bundle(t.index, usize::from(t.width))?))
+}
+
+// ---- write path ----
+
+fn require_octet_stream(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/octet-stream") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be application/octet-stream, not {ct:?}"),
+        ))
+    }
+}
+
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads a body of at most `limit` bytes, answering 413 without reading past the limit.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::too_large(format!("body is larger than {limit} bytes"));
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            // A body only a little too large is drained first, so that clients which
+            // write the whole body before reading can see the 413; a huge one is refused
+            // without reading it.
+            if len <= (limit + DRAIN_LIMIT) as u64 {
+                let _ = http_body_util::Limited::new(body, limit + DRAIN_LIMIT)
+                    .collect()
+                    .await;
+            }
+            return Err(too_large());
+        }
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading body: {e}"))),
+    }
+}
+
+async fn sequence(
+    h: &LogHandle,
+    entries: Vec<(Bytes, Hash)>,
+) -> Result<crate::sequencer::Receipt, ApiError> {
+    let rx = h.pool.submit(entries).inspect_err(|_| {
+        h.log.metrics.rejected_pool_full.inc();
+    })?;
+    let receipt = rx.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "sequencer stopped",
+        )
+    })??;
+    Ok(receipt)
+}
+
+fn b64(h: &Hash) -> String {
+    BASE64_STANDARD.encode(h.0)
+}
+
+fn b64_list(p: &[Hash]) -> Vec<String> {
+    p.iter().map(b64).collect()
+}
+
+fn tlog_proof_text(index: u64, proof: Vec<Hash>, checkpoint: &[u8]) -> String {
+    let p = TlogProof {
+        extra: None,
+        index,
+        inclusion_proof: proof,
+        checkpoint: checkpoint.to_vec(),
+    };
+    String::from_utf8_lossy(&p.to_bytes()).into_owned()
+}
+
+async fn add(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    require_octet_stream(&headers)?;
+    let entry = read_body(&headers, body, MAX_ENTRY_SIZE).await?;
+    if entry.is_empty() {
+        return Err(ApiError::invalid(
+            "an entry must be 1 to 65535 bytes; this one is empty",
+        ));
+    }
+    let leaf = ledger_client::merkle::leaf_hash(&entry);
+    let receipt = sequence(h, vec![(entry, leaf)]).await?;
+    let Sequenced {
+        index,
+        leaf,
+        duplicate,
+    } = receipt.entries[0];
+    let snap = &receipt.snapshot;
+    let proof = h.log.inclusion_proof(snap, index, snap.size())?;
+    let checkpoint = String::from_utf8_lossy(&snap.checkpoint).into_owned();
+    Ok(Json(json!({
+        "index": index,
+        "leaf_hash": b64(&leaf),
+        "duplicate": duplicate,
+        "tree_size": snap.size(),
+        "inclusion_proof": b64_list(&proof),
+        "tlog_proof": tlog_proof_text(index, proof, &snap.checkpoint),
+        "checkpoint": checkpoint,
+    }))
+    .into_response())
+}
+
+async fn add_batch(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let q = Query::parse(q)?;
+    let proofs = q.flag("proofs")?;
+    require_octet_stream(&headers)?;
+    let body = read_body(&headers, body, s.max_batch_bytes).await?;
+    let decoded = ledger_client::tiles::decode_bundle(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_bundle",
+            format!("body is not a sequence of uint16-length-prefixed entries: {e}"),
+        )
+    })?;
+    if decoded.is_empty() {
+        return Err(ApiError::invalid("the batch holds no entries"));
+    }
+    if decoded.len() > MAX_BATCH_ENTRIES {
+        return Err(ApiError::too_large(format!(
+            "a batch may hold at most {MAX_BATCH_ENTRIES} entries; this one holds {}",
+            decoded.len()
+        )));
+    }
+    let entries: Vec<(Bytes, Hash)> = decoded
+        .iter()
+        .map(|e| {
+            // Share the request buffer rather than copying every entry.
+            let off = e.as_ptr() as usize - body.as_ptr() as usize;
+            (
+                body.slice(off..off + e.len()),
+                ledger_client::merkle::leaf_hash(e),
+            )
+        })
+        .collect();
+    let receipt = sequence(h, entries).await?;
+    let snap = &receipt.snapshot;
+    let mut out = Vec::with_capacity(receipt.entries.len());
+    for e in &receipt.entries {
+        let mut v = json!({"index": e.index, "leaf_hash": b64(&e.leaf), "duplicate": e.duplicate});
+        if proofs {
+            v["inclusion_proof"] = json!(b64_list(&h.log.inclusion_proof(
+                snap,
+                e.index,
+                snap.size()
+            )?));
+        }
+        out.push(v);
+    }
+    Ok(Json(json!({
+        "tree_size": snap.size(),
+        "checkpoint": String::from_utf8_lossy(&snap.checkpoint),
+        "entries": out,
+    }))
+    .into_response())
+}
+
+// ---- proofs ----
+
+struct Query(HashMap<String, String>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> Result<Self, ApiError> {
+        let raw = raw.unwrap_or_default();
+        if raw.len() > 4096 {
+            return Err(ApiError::bad_request("query string is too long"));
+        }
+        let mut m = HashMap::new();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            if m.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "parameter {k:?} given twice"
+                )));
+            }
+        }
+        Ok(Self(m))
+    }
+
+    fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.0.get(name).map(|v| parse_u64(name, v)).transpose()
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "parameter {name} must be true or false, not {v:?}"
+            ))),
+        }
+    }
+}
+
+fn parse_u64(name: &str, v: &str) -> Result<u64, ApiError> {
+    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be a non-negative decimal integer, not {v:?}"
+        )));
+    }
+    v.parse()
+        .map_err(|_| ApiError::bad_request(format!("{name} {v:?} does not fit in 64 bits")))
+}
+
+fn parse_leaf_hash(v: &str) -> Result<Hash, ApiError> {
+    let bytes = if v.len() == 64 {
+        hex::decode(v).ok()
+    } else {
+        BASE64_STANDARD.decode(v).ok()
+    };
+    match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(b) => Ok(Hash(b)),
+        None => Err(ApiError::bad_request(format!(
+            "leaf_hash must be 32 bytes in base64 or hex, not {v:?}"
+        ))),
+    }
+}
+
+/// Resolves `index=` or `leaf_hash=` and `tree_size=` against a snapshot.
+fn locate_entry(h: &LogHandle, snap: &Snapshot, q: &Query) -> Result<(u64, u64, Hash), ApiError> {
+    let size = q.u64("tree_size")?.unwrap_or(snap.size());
+    if size > snap.size() {
+        return Err(ApiError::invalid(format!(
+            "tree_size {size} is larger than the log ({})",
+            snap.size()
+        )));
+    }
+    let index = match (q.u64("index")?, q.0.get("leaf_hash")) {
+        (Some(i), None) => i,
+        (None, Some(lh)) => {
+            let leaf = parse_leaf_hash(lh)?;
+            h.log.find_leaf(snap, &leaf)?.ok_or_else(|| {
+                ApiError::not_found(format!("no entry with leaf hash {}", b64(&leaf)))
+            })?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of index= or leaf_hash=",
+            ))
+        }
+    };
+    if index >= size {
+        return Err(ApiError::invalid(format!(
+            "entry {index} is not in a tree of size {size}"
+        )));
+    }
+    let leaf = h.log.leaf_hash(snap, index)?;
+    Ok((index, size, leaf))
+}
+
+async fn inclusion(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let q = Query::parse(q)?;
+    let snap = h.log.snapshot();
+    let (index, size, leaf) = locate_entry(h, &snap, &q)?;
+    let proof = h.log.inclusion_proof(&snap, index, size)?;
+    let cp = h
+        .log
+        .checkpoint_at(size)?
+        .map(|c| Value::String(String::from_utf8_lossy(&c).into_owned()));
+    Ok(Json(json!({
+        "index": index,
+        "tree_size": size,
+        "leaf_hash": b64(&leaf),
+        "inclusion_proof": b64_list(&proof),
+        "checkpoint": cp,
+    }))
+    .into_response())
+}
+
+async fn tlog_proof(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let q = Query::parse(q)?;
+    let snap = h.log.snapshot();
+    let (index, size, _) = locate_entry(h, &snap, &q)?;
+    let cp = h.log.checkpoint_at(size)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "the log issued no checkpoint at tree size {size}; a tlog-proof needs one"
+        ))
+    })?;
+    let proof = h.log.inclusion_proof(&snap, index, size)?;
+    Ok(text(
+        tlog_proof_text(index, proof, &cp).into_bytes(),
+        "no-cache",
+    ))
+}
+
+async fn consistency(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let q = Query::parse(q)?;
+    let snap = h.log.snapshot();
+    let from = q
+        .u64("from")?
+        .ok_or_else(|| ApiError::bad_request("from= is required"))?;
+    let to = q.u64("to")?.unwrap_or(snap.size());
+    let proof = h.log.consistency_proof(&snap, from, to)?;
+    let cp = h
+        .log
+        .checkpoint_at(to)?
+        .map(|c| Value::String(String::from_utf8_lossy(&c).into_owned()));
+    Ok(Json(json!({
+        "from": from,
+        "to": to,
+        "consistency_proof": b64_list(&proof),
+        "checkpoint": cp,
+    }))
+    .into_response())
+}
+
+// ---- operations ----
+
+async fn readyz(State(s): State<Shared>) -> Response {
+    if s.logs.values().all(|h| h.pool.is_accepting()) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a log's storage failed",
+        )
+        .into_response()
+    }
+}
+
+async fn list_logs(State(s): State<Shared>) -> Response {
+    let mut logs: Vec<Value> = s
+        .logs
+        .iter()
+        .map(|(name, h)| {
+            json!({"name": name, "origin": h.log.origin, "vkey": h.log.vkey,
+                   "tree_size": h.log.snapshot().size()})
+        })
+        .collect();
+    logs.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Json(json!({ "logs": logs })).into_response()
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    for h in s.logs.values() {
+        h.log.metrics.storage_bytes.set(h.log.store.storage_bytes());
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.registry) {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics",
+            format!("encoding metrics: {e}"),
+        )
+        .into_response();
+    }
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}

@@ -1,0 +1,16 @@
+//! The ledger server: a tile-based RFC 6962/9162 transparency log on RocksDB.
+//!
+//! The data path, from request to disk and back:
+//! [`http`] → [`sequencer`] (pool, batching, one atomic synced [`store`] commit) →
+//! [`log`] snapshot published → proofs answered from [`tree`] tiles.
+
+pub mod api_error;
+pub mod dedup;
+pub mod http;
+pub mod keys;
+pub mod log;
+pub mod metrics;
+pub mod sequencer;
+pub mod server;
+pub mod store;
+pub mod tree;

@@ -1,0 +1,421 @@
+//! One log: its immutable snapshots, the reads they answer, and recovery from storage.
+//!
+//! Writers go through the [`crate::sequencer`]; every committed batch publishes a new
+//! [`Snapshot`] (tree edge, tail entries and the signed checkpoint that covers them). Readers
+//! take the current snapshot and never see a tree that is not durable and signed.
+
+use crate::dedup;
+use crate::metrics::LogMetrics;
+use crate::store::{LogStore, StoreError};
+use crate::tree::{self, Edge, StoredTile, TILE_HEIGHT, TILE_WIDTH};
+use bytes::Bytes;
+use parking_lot::RwLock;
+use signed_note::{Note, StandardSigner};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tlog_tiles::{Checkpoint, Hash};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+pub type Result<T> = std::result::Result<T, LogError>;
+
+/// An immutable view of a durable, signed tree.
+pub struct Snapshot {
+    pub edge: Edge,
+    /// Entries of the partial bundle (indexes `size - tail.len() .. size`).
+    pub tail: Vec<Bytes>,
+    pub root: Hash,
+    /// The signed checkpoint note for `edge.size`.
+    pub checkpoint: Bytes,
+}
+
+impl Snapshot {
+    pub fn size(&self) -> u64 {
+        self.edge.size
+    }
+}
+
+pub struct Log {
+    pub name: String,
+    pub origin: String,
+    pub vkey: String,
+    pub(crate) signer: StandardSigner,
+    pub(crate) store: Arc<dyn LogStore>,
+    state: RwLock<Arc<Snapshot>>,
+    pub metrics: LogMetrics,
+}
+
+/// Text of the checkpoint body, c2sp.org/tlog-checkpoint#note-text.
+pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> Result<Vec<u8>> {
+    let cp = Checkpoint::new(origin, size, *root, "")
+        .map_err(|_| LogError::Invalid(format!("origin {origin:?} cannot form a checkpoint")))?;
+    Ok(cp.to_bytes())
+}
+
+pub fn sign_checkpoint(signer: &StandardSigner, text: &[u8]) -> Result<Vec<u8>> {
+    let mut note =
+        Note::new(text, &[]).map_err(|e| LogError::Invalid(format!("checkpoint text: {e}")))?;
+    note.add_sigs(&[signer])
+        .map_err(|e| LogError::Invalid(format!("signing checkpoint: {e}")))?;
+    Ok(note.to_bytes())
+}
+
+impl Log {
+    /// Recovers the log from storage (or initialises an empty one) and checks that the
+    /// rebuilt tree has exactly the root of the latest signed checkpoint.
+    pub fn open(
+        name: &str,
+        origin: &str,
+        signer: StandardSigner,
+        vkey: String,
+        store: Arc<dyn LogStore>,
+    ) -> Result<Arc<Self>> {
+        let snapshot = match recover(store.as_ref(), origin)? {
+            Some(s) => s,
+            None => {
+                // An empty log still signs its (empty) tree, so clients can start from it.
+                let root = tlog_tiles::EMPTY_HASH;
+                let note = sign_checkpoint(&signer, &checkpoint_text(origin, 0, &root)?)?;
+                store.commit(&crate::store::Commit {
+                    checkpoint: (0, note.clone()),
+                    ..Default::default()
+                })?;
+                Snapshot {
+                    edge: Edge::default(),
+                    tail: vec![],
+                    root,
+                    checkpoint: note.into(),
+                }
+            }
+        };
+        let metrics = LogMetrics::new();
+        metrics.tree_size.set(snapshot.size() as i64);
+        Ok(Arc::new(Self {
+            name: name.to_string(),
+            origin: origin.to_string(),
+            vkey,
+            signer,
+            store,
+            state: RwLock::new(Arc::new(snapshot)),
+            metrics,
+        }))
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.read().clone()
+    }
+
+    pub(crate) fn publish(&self, s: Snapshot) {
+        self.metrics.tree_size.set(s.size() as i64);
+        *self.state.write() = Arc::new(s);
+    }
+
+    /// Re-reads the log from storage after a failed commit, which may or may not have
+    /// been persisted: storage, not memory, is the truth about what was signed.
+    pub(crate) fn reload(&self) -> Result<()> {
+        let s = recover(self.store.as_ref(), &self.origin)?
+            .ok_or_else(|| LogError::Unavailable("log storage lost its checkpoints".into()))?;
+        self.publish(s);
+        Ok(())
+    }
+
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>> {
+        let snap = self.snapshot();
+        if size == snap.size() {
+            return Ok(Some(snap.checkpoint.to_vec()));
+        }
+        if size > snap.size() {
+            return Ok(None);
+        }
+        Ok(self.store.checkpoint_at(size)?)
+    }
+
+    /// The served bytes of hash tile `level`/`index` with `width` hashes (256 = full).
+    pub fn tile(&self, level: u8, index: u64, width: usize) -> Result<Vec<u8>> {
+        let snap = self.snapshot();
+        let level_u = u32::from(level);
+        if level_u * TILE_HEIGHT >= 64 {
+            return Err(LogError::NotFound(format!("no tile at level {level}")));
+        }
+        let edge_index = snap.edge.edge_tile_index(level_u);
+        let not_found = || {
+            LogError::NotFound(format!(
+                "tile {level}/{index} of width {width} is beyond the tree of size {}",
+                snap.size()
+            ))
+        };
+        if index < edge_index {
+            let data = self
+                .store
+                .tile(level, index)?
+                .ok_or_else(|| StoreError::Corrupt(format!("full tile {level}/{index} missing")))?;
+            let t = StoredTile(&data);
+            if !t.is_well_formed() {
+                return Err(StoreError::Corrupt(format!("tile {level}/{index} malformed")).into());
+            }
+            return Ok(t.hashes()[..width * tlog_tiles::HASH_SIZE].to_vec());
+        }
+        if index > edge_index || width == TILE_WIDTH {
+            return Err(not_found());
+        }
+        let edge = snap.edge.levels.get(level as usize).ok_or_else(not_found)?;
+        if width > edge.width() {
+            return Err(not_found());
+        }
+        Ok(edge.hashes()[..width].iter().flat_map(|h| h.0).collect())
+    }
+
+    /// The entry bundle `index` with `width` entries (256 = full), in bundle encoding.
+    pub fn bundle(&self, index: u64, width: usize) -> Result<Vec<u8>> {
+        let snap = self.snapshot();
+        let edge_index = snap.size() / TILE_WIDTH as u64;
+        let not_found = || {
+            LogError::NotFound(format!(
+                "entry bundle {index} of width {width} is beyond the tree of size {}",
+                snap.size()
+            ))
+        };
+        if index < edge_index {
+            let data = self
+                .store
+                .bundle(index)?
+                .ok_or_else(|| StoreError::Corrupt(format!("full bundle {index} missing")))?;
+            if width == TILE_WIDTH {
+                return Ok(data);
+            }
+            let entries = ledger_client::tiles::decode_bundle(&data)
+                .map_err(|e| StoreError::Corrupt(format!("bundle {index}: {e}")))?;
+            return encode(entries.into_iter().take(width));
+        }
+        if index > edge_index || width == TILE_WIDTH || width > snap.tail.len() {
+            return Err(not_found());
+        }
+        encode(snap.tail[..width].iter().map(|b| b.as_ref()))
+    }
+
+    /// Index of the entry with this leaf hash, if it is in the snapshot's tree.
+    pub fn find_leaf(&self, snap: &Snapshot, leaf: &Hash) -> Result<Option<u64>> {
+        let bucket = self.store.dedup_bucket(dedup::bucket(leaf))?;
+        let reader = NodeReader::new(snap, self.store.as_ref());
+        for candidate in dedup::candidates(leaf, &bucket) {
+            if candidate < snap.size() && reader.node(0, candidate)? == *leaf {
+                return Ok(Some(candidate));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn inclusion_proof(&self, snap: &Snapshot, index: u64, size: u64) -> Result<Vec<Hash>> {
+        if size > snap.size() {
+            return Err(LogError::Invalid(format!(
+                "tree_size {size} is larger than the log ({})",
+                snap.size()
+            )));
+        }
+        if index >= size {
+            return Err(LogError::Invalid(format!(
+                "index {index} is not in a tree of size {size}"
+            )));
+        }
+        let r = NodeReader::new(snap, self.store.as_ref());
+        tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))
+    }
+
+    pub fn consistency_proof(&self, snap: &Snapshot, from: u64, to: u64) -> Result<Vec<Hash>> {
+        if to > snap.size() {
+            return Err(LogError::Invalid(format!(
+                "tree size {to} is larger than the log ({})",
+                snap.size()
+            )));
+        }
+        if from > to {
+            return Err(LogError::Invalid(format!(
+                "from ({from}) is larger than to ({to})"
+            )));
+        }
+        if from == 0 || from == to {
+            // RFC 9162 §2.1.4: the empty tree and an identical tree need no proof.
+            return Ok(vec![]);
+        }
+        let r = NodeReader::new(snap, self.store.as_ref());
+        tlog_tiles::prove_tree(to, from, &r).map_err(|e| r.take_error(e))
+    }
+
+    /// The leaf hash at `index` of the snapshot.
+    pub fn leaf_hash(&self, snap: &Snapshot, index: u64) -> Result<Hash> {
+        if index >= snap.size() {
+            return Err(LogError::NotFound(format!("no entry {index}")));
+        }
+        NodeReader::new(snap, self.store.as_ref()).node(0, index)
+    }
+}
+
+fn encode<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
+    ledger_client::tiles::encode_bundle(entries)
+        .map_err(|e| LogError::Invalid(format!("encoding bundle: {e}")))
+}
+
+/// Reads any complete node of a snapshot's tree: from the in-memory edge or a stored tile.
+/// Implements tlog_tiles' `HashReader` so its proof construction runs over our tiles.
+pub struct NodeReader<'a> {
+    snap: &'a Snapshot,
+    store: &'a dyn LogStore,
+    tiles: RwLock<HashMap<(u32, u64), Arc<Vec<u8>>>>,
+    error: RwLock<Option<LogError>>,
+}
+
+impl<'a> NodeReader<'a> {
+    pub fn new(snap: &'a Snapshot, store: &'a dyn LogStore) -> Self {
+        Self {
+            snap,
+            store,
+            tiles: RwLock::new(HashMap::new()),
+            error: RwLock::new(None),
+        }
+    }
+
+    /// The node at RFC 6962 height `k` and position `n`.
+    pub fn node(&self, k: u32, n: u64) -> Result<Hash> {
+        let loc = tree::locate(k, n);
+        let edge_index = self.snap.edge.edge_tile_index(loc.level);
+        let missing = || LogError::Invalid(format!("node {k}/{n} is not in the tree"));
+        if loc.tile == edge_index {
+            return self
+                .snap
+                .edge
+                .levels
+                .get(loc.level as usize)
+                .and_then(|t| t.node(loc.height, loc.pos))
+                .ok_or_else(missing);
+        }
+        if loc.tile > edge_index {
+            return Err(missing());
+        }
+        let key = (loc.level, loc.tile);
+        let cached = self.tiles.read().get(&key).cloned();
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                let d = self.store.tile(loc.level as u8, loc.tile)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("full tile {}/{} missing", loc.level, loc.tile))
+                })?;
+                if !StoredTile(&d).is_well_formed() {
+                    return Err(StoreError::Corrupt(format!(
+                        "tile {}/{} malformed",
+                        loc.level, loc.tile
+                    ))
+                    .into());
+                }
+                let d = Arc::new(d);
+                self.tiles.write().insert(key, d.clone());
+                d
+            }
+        };
+        Ok(StoredTile(&data).node(loc.height, loc.pos))
+    }
+
+    fn take_error(&self, e: tlog_tiles::Error) -> LogError {
+        self.error
+            .write()
+            .take()
+            .unwrap_or_else(|| LogError::Invalid(format!("proof: {e}")))
+    }
+}
+
+impl tlog_tiles::HashReader for NodeReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let (level, n) = tlog_tiles::split_stored_hash_index(i);
+            match self.node(u32::from(level), n) {
+                Ok(h) => out.push(h),
+                Err(e) => {
+                    *self.error.write() = Some(e);
+                    return Err(tlog_tiles::Error::IndexesNotInTree);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Rebuilds the snapshot of the latest checkpoint from storage: the tail entries give the
+/// level-0 edge; the roots of stored full tiles give the edges above it.
+pub fn recover(store: &dyn LogStore, origin: &str) -> Result<Option<Snapshot>> {
+    let Some((size, note)) = store.latest_checkpoint()? else {
+        return Ok(None);
+    };
+    let text_end = note
+        .windows(2)
+        .rposition(|w| w == b"\n\n")
+        .ok_or_else(|| StoreError::Corrupt("stored checkpoint is not a signed note".into()))?;
+    let cp = Checkpoint::from_bytes(&note[..text_end + 1])
+        .map_err(|_| StoreError::Corrupt("stored checkpoint body is malformed".into()))?;
+    if cp.size() != size || cp.origin() != origin {
+        return Err(StoreError::Corrupt(format!(
+            "stored checkpoint is for {}@{} but expected {origin}@{size}",
+            cp.origin(),
+            cp.size()
+        ))
+        .into());
+    }
+    let tail_len = size % TILE_WIDTH as u64;
+    let tail = store.tail_entries(size - tail_len..size)?;
+
+    let mut edge = Edge {
+        size,
+        levels: vec![],
+    };
+    let mut level = 0u32;
+    while level * TILE_HEIGHT < 64 && (size >> (TILE_HEIGHT * level)) > 0 {
+        let width = ((size >> (TILE_HEIGHT * level)) % TILE_WIDTH as u64) as usize;
+        let mut t = tree::EdgeTile::default();
+        if level == 0 {
+            for e in &tail {
+                t.push(tlog_tiles::record_hash(e));
+            }
+        } else {
+            // Hashes of the level's partial tile are the roots of the full tiles below it.
+            let first = edge.edge_tile_index(level) * TILE_WIDTH as u64;
+            for i in first..first + width as u64 {
+                let d = store.tile(level as u8 - 1, i)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("full tile {}/{i} missing", level - 1))
+                })?;
+                if !StoredTile(&d).is_well_formed() {
+                    return Err(
+                        StoreError::Corrupt(format!("tile {}/{i} malformed", level - 1)).into(),
+                    );
+                }
+                t.push(StoredTile(&d).root());
+            }
+        }
+        debug_assert_eq!(t.width(), width);
+        edge.levels.push(t);
+        level += 1;
+    }
+    let root = edge.root();
+    if root != *cp.hash() {
+        return Err(StoreError::Corrupt(format!(
+            "tree rebuilt from storage has root {} but the checkpoint at size {size} says {}",
+            root,
+            cp.hash()
+        ))
+        .into());
+    }
+    Ok(Some(Snapshot {
+        edge,
+        tail,
+        root,
+        checkpoint: note.into(),
+    }))
+}

@@ -1,0 +1,124 @@
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use ledger::sequencer::PoolConfig;
+use ledger::server::{LogSpec, ServerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "ledger",
+    version,
+    about = "A verifiable artifact ledger: a tile-based transparency log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Write a new signed-note key pair for a log origin.
+    Keygen {
+        /// The log's origin, also the key name (e.g. `ledger.example.com/artifacts`).
+        #[arg(long)]
+        origin: String,
+        /// Where to write `<name>.key` (mode 0600) and `<name>.vkey`.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+        /// File stem; the server looks for `<data-dir>/keys/<log name>.key`.
+        #[arg(long, default_value = "artifacts")]
+        name: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Data directory (RocksDB under db/, keys under keys/); created on first start.
+    #[arg(long, default_value = "./ledger-data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A log to host, as `name` or `name=origin`; repeat for several logs.
+    #[arg(long = "log", default_value = "artifacts")]
+    logs: Vec<String>,
+    /// Host part of default origins (`<public-host>/<name>`).
+    #[arg(long, default_value = "localhost")]
+    public_host: String,
+    /// A batch closes at this many entries...
+    #[arg(long, default_value_t = PoolConfig::default().max_batch_entries)]
+    max_batch_entries: usize,
+    /// ...or when its first entry has waited this many microseconds.
+    #[arg(long, default_value_t = PoolConfig::default().max_batch_age.as_micros() as u64)]
+    max_batch_age_us: u64,
+    /// Pool limit in entries; beyond it submissions get 503 + Retry-After.
+    #[arg(long, default_value_t = PoolConfig::default().max_pending_entries)]
+    max_pending_entries: usize,
+    #[arg(long, default_value_t = PoolConfig::default().max_pending_bytes)]
+    max_pending_bytes: usize,
+    /// Largest add-batch body in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_batch_bytes: usize,
+    /// RocksDB block cache in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    cache_bytes: usize,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Keygen {
+            origin,
+            out_dir,
+            name,
+        }) => {
+            let (skey, vkey) = ledger::keys::key_paths(&out_dir, &name);
+            let v = ledger::keys::generate(&skey, &vkey, &origin)?;
+            println!("{v}");
+            eprintln!(
+                "wrote {} (mode 0600) and {}",
+                skey.display(),
+                vkey.display()
+            );
+            Ok(())
+        }
+        Some(Command::Serve(a)) => serve(a),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let logs = a
+        .logs
+        .iter()
+        .map(|s| LogSpec::parse(s, &a.public_host))
+        .collect::<Result<Vec<_>>>()?;
+    let config = ServerConfig {
+        data_dir: a.data_dir,
+        listen: a.listen,
+        logs,
+        pool: PoolConfig {
+            max_batch_entries: a.max_batch_entries.max(1),
+            max_batch_age: Duration::from_micros(a.max_batch_age_us),
+            max_pending_entries: a.max_pending_entries,
+            max_pending_bytes: a.max_pending_bytes,
+        },
+        max_batch_bytes: a.max_batch_bytes,
+        cache_bytes: a.cache_bytes,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(ledger::server::serve(config))
+}

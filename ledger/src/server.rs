@@ -1,0 +1,132 @@
+//! Process wiring: open storage, recover every log, start sequencers, serve HTTP.
+
+use crate::http::{self, AppState, LogHandle};
+use crate::keys;
+use crate::log::Log;
+use crate::sequencer::{self, PoolConfig};
+use crate::store::rocks::RocksDb;
+use anyhow::{bail, Context, Result};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct LogSpec {
+    pub name: String,
+    pub origin: String,
+}
+
+impl LogSpec {
+    /// Parses `name` or `name=origin`; the default origin is `<public_host>/<name>`.
+    pub fn parse(s: &str, public_host: &str) -> Result<Self> {
+        let (name, origin) = match s.split_once('=') {
+            Some((n, o)) => (n.to_string(), o.to_string()),
+            None => (s.to_string(), format!("{public_host}/{s}")),
+        };
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            bail!("log name {name:?} must be 1-32 characters of [a-z0-9-]");
+        }
+        if matches!(name.as_str(), "metrics" | "healthz" | "readyz" | "logs") {
+            bail!("log name {name:?} is reserved for an operations endpoint");
+        }
+        if !signed_note::is_key_name_valid(&origin) {
+            bail!("origin {origin:?} must be non-empty with no spaces or '+'");
+        }
+        Ok(Self { name, origin })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub logs: Vec<LogSpec>,
+    pub pool: PoolConfig,
+    pub max_batch_bytes: usize,
+    pub cache_bytes: usize,
+}
+
+pub struct Server {
+    pub state: Arc<AppState>,
+    /// (name, origin, vkey, tree size) of each log, for the start-up banner.
+    pub banner: Vec<(String, String, String, u64)>,
+}
+
+pub fn build(config: &ServerConfig) -> Result<Server> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let names: Vec<String> = config.logs.iter().map(|l| l.name.clone()).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != names.len() {
+        bail!("a log name is given twice");
+    }
+    let db = RocksDb::open(&config.data_dir.join("db"), &names, config.cache_bytes)
+        .context("opening RocksDB")?;
+    let key_dir = config.data_dir.join("keys");
+    let mut registry = Registry::default();
+    let mut logs = HashMap::new();
+    let mut banner = vec![];
+    for spec in &config.logs {
+        let (kp, _created) = keys::load_or_generate(&key_dir, &spec.name, &spec.origin)?;
+        let log = Log::open(
+            &spec.name,
+            &spec.origin,
+            kp.signer,
+            kp.vkey.clone(),
+            Arc::new(db.log_store(&spec.name)),
+        )
+        .with_context(|| format!("recovering log {}", spec.name))?;
+        log.metrics.register(&mut registry, &spec.name);
+        let pool = sequencer::start(log.clone(), config.pool.clone())?;
+        banner.push((
+            spec.name.clone(),
+            spec.origin.clone(),
+            kp.vkey,
+            log.snapshot().size(),
+        ));
+        logs.insert(spec.name.clone(), LogHandle { log, pool });
+    }
+    Ok(Server {
+        state: Arc::new(AppState {
+            logs,
+            registry,
+            max_batch_bytes: config.max_batch_bytes,
+        }),
+        banner,
+    })
+}
+
+pub async fn serve(config: ServerConfig) -> Result<()> {
+    let server = build(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    for (name, origin, vkey, size) in &server.banner {
+        println!("log {name}: origin {origin}, {size} entries");
+        println!("  vkey {vkey}");
+        println!("  prefix http://{addr}/{name}");
+    }
+    // Tests and scripts wait for this exact line.
+    println!("ledger listening on http://{addr}");
+    let app = http::router(server.state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    // Let each sequencer finish the batch it holds; its answers are already durable.
+    for h in server.state.logs.values() {
+        h.pool.shutdown();
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! RocksDB backend: one database per process, one set of column families per log.
+
+use super::{tile_key, u64_key, Commit, LogStore, Result, StoreError};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    MergeOperands, Options, WriteBatch, WriteOptions, DB,
+};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+const CF_KINDS: [&str; 6] = ["checkpoint", "tile", "bundle", "tail", "dedup", "meta"];
+
+fn cf_name(log: &str, kind: &str) -> String {
+    format!("{log}/{kind}")
+}
+
+fn io(e: rocksdb::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// Dedup buckets only ever grow by appending packed records: concatenation is associative,
+/// so RocksDB can combine operands during compaction without reading the bucket first.
+fn concat_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let extra: usize = operands.iter().map(|o| o.len()).sum();
+    let mut out = Vec::with_capacity(existing.map_or(0, |e| e.len()) + extra);
+    if let Some(e) = existing {
+        out.extend_from_slice(e);
+    }
+    for op in operands {
+        out.extend_from_slice(op);
+    }
+    Some(out)
+}
+
+fn cf_options(kind: &str, cache: &Cache) -> Options {
+    let mut o = Options::default();
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(cache);
+    match kind {
+        // Hashes do not compress; spare the CPU.
+        "tile" | "dedup" => {
+            o.set_compression_type(DBCompressionType::None);
+            t.set_block_size(16 * 1024);
+        }
+        _ => o.set_compression_type(DBCompressionType::Lz4),
+    }
+    if kind == "dedup" {
+        o.set_merge_operator_associative("concat", concat_merge);
+    }
+    o.set_block_based_table_factory(&t);
+    o
+}
+
+/// The process-wide database.
+pub struct RocksDb {
+    db: Arc<DB>,
+}
+
+impl RocksDb {
+    /// Opens (or creates) the database with column families for `logs`.
+    pub fn open(path: &Path, logs: &[String], cache_bytes: usize) -> Result<Self> {
+        let cache = Cache::new_lru_cache(cache_bytes);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        let mut names: Vec<String> = DB::list_cf(&opts, path).unwrap_or_default();
+        for log in logs {
+            for kind in CF_KINDS {
+                let n = cf_name(log, kind);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let descriptors = names.iter().map(|n| {
+            let kind = n.rsplit('/').next().unwrap_or("");
+            ColumnFamilyDescriptor::new(n, cf_options(kind, &cache))
+        });
+        let db = DB::open_cf_descriptors(&opts, path, descriptors).map_err(io)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    pub fn log_store(&self, log: &str) -> RocksLogStore {
+        RocksLogStore {
+            db: self.db.clone(),
+            log: log.to_string(),
+        }
+    }
+}
+
+pub struct RocksLogStore {
+    db: Arc<DB>,
+    log: String,
+}
+
+impl RocksLogStore {
+    fn cf(&self, kind: &str) -> Result<&rocksdb::ColumnFamily> {
+        let n = cf_name(&self.log, kind);
+        self.db
+            .cf_handle(&n)
+            .ok_or_else(|| StoreError::Io(format!("missing column family {n}")))
+    }
+
+    fn get(&self, kind: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(kind)?, key).map_err(io)
+    }
+
+    /// Flushes memtables and compacts, so that `storage_bytes` measures settled SST files.
+    pub fn settle(&self) -> Result<()> {
+        for kind in CF_KINDS {
+            let cf = self.cf(kind)?;
+            self.db.flush_cf(cf).map_err(io)?;
+            self.db.compact_range_cf::<&[u8], &[u8]>(cf, None, None);
+        }
+        Ok(())
+    }
+}
+
+impl LogStore for RocksLogStore {
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        let mut it = self
+            .db
+            .iterator_cf(self.cf("checkpoint")?, IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(io(e)),
+            Some(Ok((k, v))) => {
+                let k: [u8; 8] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("checkpoint key is not 8 bytes".into()))?;
+                Ok(Some((u64::from_be_bytes(k), v.to_vec())))
+            }
+        }
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>> {
+        self.get("checkpoint", &u64_key(size))
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {
+        self.get("tile", &tile_key(level, index))
+    }
+
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        self.get("bundle", &u64_key(index))
+    }
+
+    fn tail_entries(&self, range: Range<u64>) -> Result<Vec<bytes::Bytes>> {
+        let start = u64_key(range.start);
+        let it = self.db.iterator_cf(
+            self.cf("tail")?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        for (expected, item) in range.clone().zip(it) {
+            let (k, v) = item.map_err(io)?;
+            if k.as_ref() != u64_key(expected) {
+                return Err(StoreError::Corrupt(format!(
+                    "tail entry {expected} is missing"
+                )));
+            }
+            out.push(bytes::Bytes::from(v.into_vec()));
+        }
+        if out.len() as u64 != range.end - range.start {
+            return Err(StoreError::Corrupt(format!(
+                "tail entries {}..{} are incomplete",
+                range.start, range.end
+            )));
+        }
+        Ok(out)
+    }
+
+    fn dedup_bucket(&self, bucket: u16) -> Result<Vec<u8>> {
+        Ok(self
+            .get("dedup", &bucket.to_be_bytes())?
+            .unwrap_or_default())
+    }
+
+    fn scan_dedup(&self, visit: &mut dyn FnMut(u16, &[u8])) -> Result<()> {
+        for item in self.db.iterator_cf(self.cf("dedup")?, IteratorMode::Start) {
+            let (k, v) = item.map_err(io)?;
+            let k: [u8; 2] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("dedup key is not 2 bytes".into()))?;
+            visit(u16::from_be_bytes(k), &v);
+        }
+        Ok(())
+    }
+
+    fn commit(&self, c: &Commit) -> Result<()> {
+        let mut b = WriteBatch::default();
+        let tail = self.cf("tail")?;
+        for (i, e) in &c.tail_puts {
+            b.put_cf(tail, u64_key(*i), e);
+        }
+        for r in &c.tail_deletes {
+            b.delete_range_cf(tail, u64_key(r.start), u64_key(r.end));
+        }
+        let bundle = self.cf("bundle")?;
+        for (i, data) in &c.bundles {
+            b.put_cf(bundle, u64_key(*i), data);
+        }
+        let tile = self.cf("tile")?;
+        for (l, i, data) in &c.tiles {
+            b.put_cf(tile, tile_key(*l, *i), data);
+        }
+        let dedup = self.cf("dedup")?;
+        for (bucket, recs) in &c.dedup {
+            b.merge_cf(dedup, bucket.to_be_bytes(), recs);
+        }
+        b.put_cf(
+            self.cf("checkpoint")?,
+            u64_key(c.checkpoint.0),
+            &c.checkpoint.1,
+        );
+        let mut wo = WriteOptions::default();
+        // The batch must be on stable storage before any submitter hears of it.
+        wo.set_sync(true);
+        self.db.write_opt(b, &wo).map_err(io)
+    }
+
+    fn storage_bytes(&self) -> u64 {
+        CF_KINDS
+            .iter()
+            .filter_map(|k| self.cf(k).ok())
+            .map(|cf| {
+                let sst = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                let mem = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                sst + mem
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,174 @@
+//! Harness for end-to-end tests: starts the real `ledger` binary on a loopback port with a
+//! fresh data directory, and talks to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Path of a workspace binary (`ledger`, `ledgerctl`) built next to the running test.
+///
+/// `cargo test --workspace` builds every package's binaries before running tests; the test
+/// executable lives in `target/<profile>/deps/`, the binaries one level up.
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase())) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built; run `cargo build --workspace` (or `cargo test --workspace`) first",
+        p.display()
+    );
+    p
+}
+
+pub struct Ledger {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    /// vkey of each hosted log, in start-up order: (name, vkey).
+    pub vkeys: Vec<(String, String)>,
+}
+
+impl Ledger {
+    /// Starts `ledger` on an ephemeral loopback port with `data_dir` and extra args.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Ledger {
+        Self::start_on(data_dir, "127.0.0.1:0", args)
+    }
+
+    pub fn start_on(data_dir: &Path, listen: &str, args: &[&str]) -> Ledger {
+        let mut cmd = Command::new(binary("ledger"));
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(listen)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start ledger");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut vkeys = vec![];
+        let mut current = String::new();
+        let base = loop {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!("ledger exited before listening: {status}");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("log ") {
+                current = rest.split(':').next().unwrap_or("").to_string();
+            } else if let Some(v) = line.trim().strip_prefix("vkey ") {
+                vkeys.push((current.clone(), v.to_string()));
+            } else if let Some(url) = line.strip_prefix("ledger listening on ") {
+                break url.to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ledger {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            vkeys,
+        }
+    }
+
+    pub fn vkey(&self, log: &str) -> &str {
+        &self
+            .vkeys
+            .iter()
+            .find(|(n, _)| n == log)
+            .expect("log hosted")
+            .1
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or power cut of the process.
+    pub fn kill9(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP agent that returns non-2xx answers as responses rather than errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn collect(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Resp, String> {
+    let mut r = r.map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn get(a: &ureq::Agent, url: &str) -> Result<Resp, String> {
+    collect(a.get(url).call())
+}
+
+pub fn post(a: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> Result<Resp, String> {
+    collect(a.post(url).header("content-type", content_type).send(body))
+}
