@@ -31,7 +31,7 @@ fn writer(base: String, id: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acke
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let batch = n % 5 == 0;
+        let batch = n.is_multiple_of(5);
         let entries: Vec<Vec<u8>> = if batch {
             (0..50)
                 .map(|k| format!("{id}-{n}-{k}").into_bytes())

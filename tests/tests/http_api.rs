@@ -166,7 +166,7 @@ fn proofs_by_index_by_leaf_hash_and_between_sizes() {
     let leaf = leaf_hash(b"e17");
     let hex: String = leaf.0.iter().map(|b| format!("{b:02x}")).collect();
     for q in [
-        format!("index=17&tree_size=30"),
+        "index=17&tree_size=30".to_string(),
         format!("leaf_hash={hex}&tree_size=30"),
     ] {
         let j = get(&a, &l.url(&format!("/artifacts/proof/inclusion?{q}")))

@@ -1,0 +1,65 @@
+//! The README's walk-through is executed as written, against the real `ledger` and
+//! `ledgerctl`, so that the first thing a newcomer pastes keeps working.
+
+use ledger_e2e::{binary, Ledger};
+use std::process::Command;
+
+/// The shell block after the "Terminal 2" line of README.md.
+fn walkthrough() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme.find("Terminal 2").expect("README has a Terminal 2 section");
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("shell block") + 6;
+    let close = rest[open..].find("```").expect("closed block");
+    rest[open..open + close].to_string()
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let work = tempfile::tempdir().unwrap();
+    let ledger = Ledger::start(&work.path().join("ledger-data"), &[]);
+    let script = walkthrough();
+    assert!(script.contains("ledgerctl verify"), "walk-through verifies offline");
+    // The build line is for humans; here the binaries are already built. The log URL is
+    // the test server's ephemeral port instead of 8080.
+    let script: String = script
+        .lines()
+        .filter(|l| !l.starts_with("cargo build"))
+        .map(|l| l.replace("http://127.0.0.1:8080", &ledger.base))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("HOME", work.path())
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "walk-through failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And it did what it says: four entries, a proof file, a saved checkpoint.
+    assert!(work.path().join("entry.tlog-proof").exists());
+    assert!(work.path().join("saved.checkpoint").exists());
+    let cp = ureq::get(&ledger.url("/artifacts/checkpoint"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(cp.lines().nth(1), Some("4"), "{cp}");
+}
