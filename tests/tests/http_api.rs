@@ -434,3 +434,95 @@ fn malformed_http_is_answered_not_crashed_on() {
     let cp = get(&agent(), &l.url("/artifacts/checkpoint")).unwrap();
     assert_eq!(cp.status, 200);
 }
+
+#[test]
+fn a_full_pool_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pool that holds nothing refuses every write: the back-pressure path, deterministically.
+    let l = Ledger::start(dir.path(), &["--max-pending-entries", "0"]);
+    let r = post(&agent(), &l.url("/artifacts/add"), OCTET, b"x").unwrap();
+    assert_error(&r, 503, "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Reads still work.
+    assert_eq!(
+        get(&agent(), &l.url("/artifacts/checkpoint"))
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_can_read_and_never_overwrites_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        std::process::Command::new(ledger_e2e::binary("ledger"))
+            .args([
+                "keygen",
+                "--origin",
+                "ledger.example/models",
+                "--name",
+                "models",
+                "--out-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vkey = String::from_utf8(out.stdout).unwrap();
+    assert!(vkey.starts_with("ledger.example/models+"), "{vkey}");
+    ledger_client::checkpoint::parse_vkey(vkey.trim()).unwrap();
+    let key = dir.path().join("models.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let before = std::fs::read(&key).unwrap();
+    let again = run();
+    assert!(
+        !again.status.success(),
+        "a second keygen must not overwrite the key"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+    // An origin that cannot be a key name is refused with a reason.
+    let bad = std::process::Command::new(ledger_e2e::binary("ledger"))
+        .args(["keygen", "--origin", "has space", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a valid key name"));
+}
+
+#[test]
+fn a_server_refuses_to_start_with_a_world_readable_key_or_bad_log_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    drop(Ledger::start(dir.path(), &[]));
+    let key = dir.path().join("keys/artifacts.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(ledger_e2e::binary("ledger"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    for bad in ["UPPER", "a/b", "metrics", "x=has space"] {
+        let out = std::process::Command::new(ledger_e2e::binary("ledger"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--log", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--log {bad} accepted");
+    }
+}

@@ -8,7 +8,9 @@ use std::process::Command;
 fn walkthrough() -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
-    let start = readme.find("Terminal 2").expect("README has a Terminal 2 section");
+    let start = readme
+        .find("Terminal 2")
+        .expect("README has a Terminal 2 section");
     let rest = &readme[start..];
     let open = rest.find("```sh\n").expect("shell block") + 6;
     let close = rest[open..].find("```").expect("closed block");
@@ -20,7 +22,10 @@ fn the_readme_walkthrough_runs_as_written() {
     let work = tempfile::tempdir().unwrap();
     let ledger = Ledger::start(&work.path().join("ledger-data"), &[]);
     let script = walkthrough();
-    assert!(script.contains("ledgerctl verify"), "walk-through verifies offline");
+    assert!(
+        script.contains("ledgerctl verify"),
+        "walk-through verifies offline"
+    );
     // The build line is for humans; here the binaries are already built. The log URL is
     // the test server's ephemeral port instead of 8080.
     let script: String = script
