@@ -6,6 +6,7 @@
 
 pub mod api_error;
 pub mod dedup;
+pub mod fsck;
 pub mod http;
 pub mod keys;
 pub mod log;

@@ -79,6 +79,22 @@ impl LogStore for MemoryStore {
         Ok(self.inner.lock().checkpoints.get(&size).cloned())
     }
 
+    fn scan_checkpoints(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+        let all: Vec<(u64, Vec<u8>)> = self
+            .inner
+            .lock()
+            .checkpoints
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (k, v) in all {
+            if !visit(k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {
         Ok(self
             .inner

@@ -42,6 +42,8 @@ pub trait LogStore: Send + Sync + 'static {
     /// The signed checkpoint with the largest tree size.
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>>;
     fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>>;
+    /// Visits every stored checkpoint in increasing tree size (auditing, `ledger fsck`).
+    fn scan_checkpoints(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()>;
     /// Full tile in stored form, `None` if not (yet) full.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>>;
     /// Full entry bundle, `None` if not (yet) full.

@@ -108,6 +108,22 @@ impl RocksLogStore {
         self.db.get_cf(self.cf(kind)?, key).map_err(io)
     }
 
+    /// Bytes of settled SST files per column family kind.
+    pub fn sizes_by_kind(&self) -> Result<Vec<(&'static str, u64)>> {
+        CF_KINDS
+            .iter()
+            .map(|k| {
+                let cf = self.cf(k)?;
+                let b = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+                    .map_err(io)?
+                    .unwrap_or(0);
+                Ok((*k, b))
+            })
+            .collect()
+    }
+
     /// Flushes memtables and compacts, so that `storage_bytes` measures settled SST files.
     pub fn settle(&self) -> Result<()> {
         for kind in CF_KINDS {
@@ -139,6 +155,23 @@ impl LogStore for RocksLogStore {
 
     fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>> {
         self.get("checkpoint", &u64_key(size))
+    }
+
+    fn scan_checkpoints(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+        for item in self
+            .db
+            .iterator_cf(self.cf("checkpoint")?, IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(io)?;
+            let k: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("checkpoint key is not 8 bytes".into()))?;
+            if !visit(u64::from_be_bytes(k), &v) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {
