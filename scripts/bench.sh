@@ -25,21 +25,27 @@ trap 'kill $PID 2>/dev/null || true' EXIT
 
 echo "== git $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%F)"
 start
+echo "== HTTP ceiling: GET checkpoint, 64 clients"
+$LOAD checkpoint --clients 64 --seconds 10
 echo "== single-entry submissions, 64 keep-alive clients, 256-byte entries"
-$LOAD single --clients 64 --seconds 10
+$LOAD --no-machine single --clients 64 --seconds 10
 echo "== latency at a fixed 5,000 submissions/s (open loop)"
 $LOAD --no-machine rate --rate 5000 --seconds 10
-echo "== batch endpoint"
+echo "== batch endpoint, 4 clients x 4096 entries"
 $LOAD --no-machine batch --clients 4 --batch 4096 --seconds 10
-echo "== append rate at ~100k entries (4 x 4096-entry batches in flight)"
-$LOAD --no-machine fill --entries $((100000)) --batch 4096 --clients 4
-$LOAD --no-machine batch --clients 4 --batch 4096 --seconds 10
-echo "== fill to $BIG entries"
-$LOAD --no-machine fill --entries "$BIG" --batch 16384 --clients 3
-echo "== append rate at $BIG entries"
-$LOAD --no-machine batch --clients 4 --batch 4096 --seconds 10
-echo "== inclusion proofs at the large tree, 64 clients"
+stop
+rm -rf "$D"; mkdir -p "$D"
+
+echo "== scaling, on a fresh log: append 1M entries at 100k, then again at $BIG"
+start --cache-bytes $((2 << 30))
+$LOAD --no-machine fill --entries 100000 --batch 4096 --clients 4
+$LOAD fill --entries 1000000 --batch 4096 --clients 4
+$LOAD --no-machine fill --entries $((BIG - 1100000)) --batch 16384 --clients 3
+$LOAD fill --entries 1000000 --batch 4096 --clients 4
+echo "== inclusion proofs at the large tree, 64 clients (2 GiB block cache; first run warms it)"
+$LOAD --no-machine proofs --clients 64 --seconds 10
 $LOAD proofs --clients 64 --seconds 10
+$LOAD --no-machine checkpoint --clients 64 --seconds 5
 stop
 echo "== storage (after compaction) and full audit"
 "$T/ledger" fsck --data-dir "$D" --compact

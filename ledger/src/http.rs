@@ -439,7 +439,7 @@ fn parse_leaf_hash(v: &str) -> Result<Hash, ApiError> {
 }
 
 /// Resolves `index=` or `leaf_hash=` and `tree_size=` against a snapshot.
-fn locate_entry(h: &LogHandle, snap: &Snapshot, q: &Query) -> Result<(u64, u64, Hash), ApiError> {
+fn locate_entry(h: &LogHandle, snap: &Snapshot, q: &Query) -> Result<(u64, u64), ApiError> {
     let size = q.u64("tree_size")?.unwrap_or(snap.size());
     if size > snap.size() {
         return Err(ApiError::invalid(format!(
@@ -466,8 +466,7 @@ fn locate_entry(h: &LogHandle, snap: &Snapshot, q: &Query) -> Result<(u64, u64, 
             "entry {index} is not in a tree of size {size}"
         )));
     }
-    let leaf = h.log.leaf_hash(snap, index)?;
-    Ok((index, size, leaf))
+    Ok((index, size))
 }
 
 async fn inclusion(
@@ -478,8 +477,8 @@ async fn inclusion(
     let h = handle(&s, &log)?;
     let q = Query::parse(q)?;
     let snap = h.log.snapshot();
-    let (index, size, leaf) = locate_entry(h, &snap, &q)?;
-    let proof = h.log.inclusion_proof(&snap, index, size)?;
+    let (index, size) = locate_entry(h, &snap, &q)?;
+    let (leaf, proof) = h.log.leaf_and_inclusion_proof(&snap, index, size)?;
     let cp = h
         .log
         .checkpoint_at(size)?
@@ -502,7 +501,7 @@ async fn tlog_proof(
     let h = handle(&s, &log)?;
     let q = Query::parse(q)?;
     let snap = h.log.snapshot();
-    let (index, size, _) = locate_entry(h, &snap, &q)?;
+    let (index, size) = locate_entry(h, &snap, &q)?;
     let cp = h.log.checkpoint_at(size)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "the log issued no checkpoint at tree size {size}; a tlog-proof needs one"

@@ -216,6 +216,17 @@ impl Log {
     }
 
     pub fn inclusion_proof(&self, snap: &Snapshot, index: u64, size: u64) -> Result<Vec<Hash>> {
+        Ok(self.leaf_and_inclusion_proof(snap, index, size)?.1)
+    }
+
+    /// The leaf hash at `index` and its inclusion proof in the tree of `size`, reading each
+    /// tile once for both.
+    pub fn leaf_and_inclusion_proof(
+        &self,
+        snap: &Snapshot,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>)> {
         if size > snap.size() {
             return Err(LogError::Invalid(format!(
                 "tree_size {size} is larger than the log ({})",
@@ -228,7 +239,8 @@ impl Log {
             )));
         }
         let r = NodeReader::new(snap, self.store.as_ref());
-        tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))
+        let proof = tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))?;
+        Ok((r.node(0, index)?, proof))
     }
 
     pub fn consistency_proof(&self, snap: &Snapshot, from: u64, to: u64) -> Result<Vec<Hash>> {

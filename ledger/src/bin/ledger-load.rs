@@ -76,6 +76,14 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Closed loop of GET checkpoint: the HTTP ceiling of this machine for this server,
+    /// against which the proof rate reads as a ratio.
+    Checkpoint {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Appends this many entries as fast as possible through add-batch.
     Fill {
         #[arg(long)]
@@ -373,6 +381,14 @@ async fn main() -> Result<()> {
                 secs,
             );
             report_latency("proof", lat);
+        }
+        Mode::Checkpoint { clients, seconds } => {
+            let make = Arc::new(|_: &mut rand::rngs::StdRng| {
+                ("GET".into(), "/checkpoint".into(), Bytes::new(), 1)
+            });
+            let (stats, lat, secs) = closed_loop(t, clients, seconds, make).await?;
+            print_stats(&format!("checkpoint GETs ({clients} clients)"), &stats, secs);
+            report_latency("checkpoint", lat);
         }
         Mode::Rate {
             rate,
