@@ -469,26 +469,33 @@ fn locate_entry(h: &LogHandle, snap: &Snapshot, q: &Query) -> Result<(u64, u64),
     Ok((index, size))
 }
 
+/// The log, snapshot, index and tree size an inclusion request names.
+fn entry_request<'a>(
+    s: &'a AppState,
+    log: &str,
+    q: Option<String>,
+) -> Result<(&'a LogHandle, Arc<Snapshot>, u64, u64), ApiError> {
+    let h = handle(s, log)?;
+    let q = Query::parse(q)?;
+    let snap = h.log.snapshot();
+    let (index, size) = locate_entry(h, &snap, &q)?;
+    Ok((h, snap, index, size))
+}
+
 async fn inclusion(
     State(s): State<Shared>,
     Path(log): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let h = handle(&s, &log)?;
-    let q = Query::parse(q)?;
-    let snap = h.log.snapshot();
-    let (index, size) = locate_entry(h, &snap, &q)?;
+    let (h, snap, index, size) = entry_request(&s, &log, q)?;
     let (leaf, proof) = h.log.leaf_and_inclusion_proof(&snap, index, size)?;
-    let cp = h
-        .log
-        .checkpoint_at(size)?
-        .map(|c| Value::String(String::from_utf8_lossy(&c).into_owned()));
+    let cp = h.log.checkpoint_at(size)?;
     Ok(Json(json!({
         "index": index,
         "tree_size": size,
         "leaf_hash": b64(&leaf),
         "inclusion_proof": b64_list(&proof),
-        "checkpoint": cp,
+        "checkpoint": cp.as_deref().map(note_str),
     }))
     .into_response())
 }
@@ -498,10 +505,7 @@ async fn tlog_proof(
     Path(log): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let h = handle(&s, &log)?;
-    let q = Query::parse(q)?;
-    let snap = h.log.snapshot();
-    let (index, size) = locate_entry(h, &snap, &q)?;
+    let (h, snap, index, size) = entry_request(&s, &log, q)?;
     let cp = h.log.checkpoint_at(size)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "the log issued no checkpoint at tree size {size}; a tlog-proof needs one"
@@ -527,15 +531,12 @@ async fn consistency(
         .ok_or_else(|| ApiError::bad_request("from= is required"))?;
     let to = q.u64("to")?.unwrap_or(snap.size());
     let proof = h.log.consistency_proof(&snap, from, to)?;
-    let cp = h
-        .log
-        .checkpoint_at(to)?
-        .map(|c| Value::String(String::from_utf8_lossy(&c).into_owned()));
+    let cp = h.log.checkpoint_at(to)?;
     Ok(Json(json!({
         "from": from,
         "to": to,
         "consistency_proof": b64_list(&proof),
-        "checkpoint": cp,
+        "checkpoint": cp.as_deref().map(note_str),
     }))
     .into_response())
 }

@@ -387,7 +387,11 @@ async fn main() -> Result<()> {
                 ("GET".into(), "/checkpoint".into(), Bytes::new(), 1)
             });
             let (stats, lat, secs) = closed_loop(t, clients, seconds, make).await?;
-            print_stats(&format!("checkpoint GETs ({clients} clients)"), &stats, secs);
+            print_stats(
+                &format!("checkpoint GETs ({clients} clients)"),
+                &stats,
+                secs,
+            );
             report_latency("checkpoint", lat);
         }
         Mode::Rate {

@@ -50,7 +50,11 @@ fn cf_options(kind: &str, cache: &Cache) -> Options {
         // One random-keyed merge operand per appended entry: a small memtable keeps the
         // skiplist shallow and cache-resident (measured: RecomputeSpliceLevels was ~8% of
         // the server's CPU with the default 64 MiB).
-        o.set_write_buffer_size(4 << 20);
+        o.set_write_buffer_size(8 << 20);
+        // Every flush touches buckets all over the key space, so leveled compaction would
+        // rewrite the whole index on each one: tiered (universal) compaction keeps the write
+        // amplification from growing with the log (BENCHMARKS.md, append rate at 10M).
+        o.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
     }
     o.set_block_based_table_factory(&t);
     o
