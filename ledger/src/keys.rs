@@ -59,7 +59,7 @@ pub fn load(skey_path: &Path, expected_origin: &str) -> Result<KeyPair> {
     let skey = text.trim();
     let signer = StandardSigner::new(skey)
         .map_err(|e| anyhow::anyhow!("private key {}: {e}", skey_path.display()))?;
-    let name = skey.splitn(5, '+').nth(2).unwrap_or_default();
+    let name = skey.split('+').nth(2).unwrap_or_default();
     if name != expected_origin {
         bail!(
             "private key {} is named {name:?} but the log's origin is {expected_origin:?}",

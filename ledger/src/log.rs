@@ -279,10 +279,13 @@ fn encode<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
 
 /// Reads any complete node of a snapshot's tree: from the in-memory edge or a stored tile.
 /// Implements tlog_tiles' `HashReader` so its proof construction runs over our tiles.
+/// Full tiles read during one request, by (level, index): a proof touches each at most once.
+type TileMemo = RwLock<HashMap<(u32, u64), Arc<Vec<u8>>>>;
+
 pub struct NodeReader<'a> {
     snap: &'a Snapshot,
     store: &'a dyn LogStore,
-    tiles: RwLock<HashMap<(u32, u64), Arc<Vec<u8>>>>,
+    tiles: TileMemo,
     error: RwLock<Option<LogError>>,
 }
 

@@ -117,7 +117,7 @@ impl EdgeTile {
     pub fn push(&mut self, h: Hash) -> bool {
         self.nodes[0].push(h);
         let mut height = 0;
-        while self.nodes[height].len() % 2 == 0 && height < TILE_HEIGHT as usize {
+        while self.nodes[height].len().is_multiple_of(2) && height < TILE_HEIGHT as usize {
             let n = self.nodes[height].len();
             let parent = node_hash(&self.nodes[height][n - 2], &self.nodes[height][n - 1]);
             self.nodes[height + 1].push(parent);

@@ -239,11 +239,15 @@ async fn tree_size(t: &Target) -> Result<u64> {
         .context("checkpoint has no size line")
 }
 
+/// Builds one request: (method, path under the log prefix, body, entries it carries).
+type MakeRequest =
+    Arc<dyn Fn(&mut rand::rngs::StdRng) -> (String, String, Bytes, u64) + Send + Sync>;
+
 async fn closed_loop(
     t: Arc<Target>,
     clients: usize,
     seconds: u64,
-    make: Arc<dyn Fn(&mut rand::rngs::StdRng) -> (String, String, Bytes, u64) + Send + Sync>,
+    make: MakeRequest,
 ) -> Result<(Arc<Stats>, Vec<u32>, f64)> {
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -399,10 +403,12 @@ async fn main() -> Result<()> {
             seconds,
             connections,
         } => {
-            let (tx, rx) = async_channel(connections);
+            // Idle connections wait in a channel; a request takes one and puts it back.
+            let (tx, rx) = tokio::sync::mpsc::channel(connections);
             for _ in 0..connections {
-                tx.0.send(connect(&t).await?).await.ok();
+                tx.send(connect(&t).await?).await.ok();
             }
+            let rx = Arc::new(ConnPool(tokio::sync::Mutex::new(rx)));
             let stats = Arc::new(Stats::default());
             let lats = Arc::new(parking_lot::Mutex::new(Vec::new()));
             let start = Instant::now();
@@ -420,7 +426,7 @@ async fn main() -> Result<()> {
                     stats.clone(),
                     lats.clone(),
                     rx.clone(),
-                    tx.0.clone(),
+                    tx.clone(),
                 );
                 handles.push(tokio::spawn(async move {
                     let Ok(mut s) = pool_rx.recv().await else {
@@ -513,13 +519,7 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// A tiny MPMC pool of connections built on tokio's mpsc behind a mutex.
-#[allow(clippy::type_complexity)]
-fn async_channel(cap: usize) -> ((tokio::sync::mpsc::Sender<Sender>,), Arc<ConnPool>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(cap);
-    ((tx,), Arc::new(ConnPool(tokio::sync::Mutex::new(rx))))
-}
-
+/// Idle connections shared by the open-loop senders.
 struct ConnPool(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Sender>>);
 
 impl ConnPool {

@@ -37,7 +37,7 @@ fn run(s: &dyn LogStore) {
 
     // Dedup buckets append.
     let mut c = commit_at(256);
-    c.tail_deletes = vec![0..256];
+    c.tail_deletes = std::iter::once(0..256).collect();
     c.bundles = vec![(0, b"bundle".to_vec())];
     c.tiles = vec![(0, 0, vec![5; 64]), (1, 2, vec![6; 64])];
     c.dedup = vec![(7, vec![3; 9])];
