@@ -36,12 +36,12 @@ $LOAD --no-machine batch --clients 4 --batch 4096 --seconds 10
 stop
 rm -rf "$D"; mkdir -p "$D"
 
-echo "== scaling, on a fresh log: append 1M entries at 100k, then again at $BIG"
+echo "== scaling, on a fresh log: append 2M entries from 100k, then 2M more from $BIG"
 start --cache-bytes $((2 << 30))
 $LOAD --no-machine fill --entries 100000 --batch 4096 --clients 4
-$LOAD fill --entries 1000000 --batch 4096 --clients 4
-$LOAD --no-machine fill --entries $((BIG - 1100000)) --batch 16384 --clients 3
-$LOAD fill --entries 1000000 --batch 4096 --clients 4
+$LOAD fill --entries 2000000 --batch 4096 --clients 4
+$LOAD --no-machine fill --entries $((BIG - 2100000)) --batch 16384 --clients 3
+$LOAD fill --entries 2000000 --batch 4096 --clients 4
 echo "== inclusion proofs at the large tree, 64 clients (2 GiB block cache; first run warms it)"
 $LOAD --no-machine proofs --clients 64 --seconds 10
 $LOAD proofs --clients 64 --seconds 10
@@ -50,4 +50,8 @@ stop
 echo "== storage (after compaction) and full audit"
 "$T/ledger" fsck --data-dir "$D" --compact
 du -sh "$D/db"
+echo "== append rate on the compacted large log (no compaction backlog from the fill)"
+start --cache-bytes $((2 << 30))
+$LOAD fill --entries 2000000 --batch 4096 --clients 4
+stop
 rm -rf "$D"

@@ -226,6 +226,23 @@ fn measure_fsync(dir: &std::path::Path) -> Result<f64> {
     Ok(rate)
 }
 
+/// Sequential write bandwidth with a final fdatasync (the bound on appending entries, which
+/// RocksDB writes twice: WAL, then the flushed table).
+fn measure_write_bandwidth(dir: &std::path::Path) -> Result<f64> {
+    let path = dir.join(format!(".ledger-load-bw-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path)?;
+    let block = vec![3u8; 1 << 20];
+    let start = Instant::now();
+    for _ in 0..128 {
+        f.write_all(&block)?;
+    }
+    f.sync_data()?;
+    let mbs = 128.0 * 1.048_576 / start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(mbs)
+}
+
 async fn tree_size(t: &Target) -> Result<u64> {
     let mut s = connect(t).await?;
     let (status, body) = request(&mut s, t, "GET", "/checkpoint", Bytes::new()).await?;
@@ -328,6 +345,10 @@ async fn main() -> Result<()> {
                 cli.fsync_dir.display()
             ),
             Err(e) => println!("machine: fsync not measured: {e}"),
+        }
+        match measure_write_bandwidth(&cli.fsync_dir) {
+            Ok(r) => println!("machine: sequential write {r:.0} MB/s (128 MiB + fdatasync)"),
+            Err(e) => println!("machine: write bandwidth not measured: {e}"),
         }
     }
     match cli.mode {
