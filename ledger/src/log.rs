@@ -52,8 +52,17 @@ pub struct Log {
     pub(crate) signer: StandardSigner,
     pub(crate) store: Arc<dyn LogStore>,
     state: RwLock<Arc<Snapshot>>,
+    upper_tiles: UpperTiles,
     pub metrics: LogMetrics,
 }
+
+/// Full tiles above level 0, kept in memory. Every proof reads one per level, there are
+/// only size/65,536 of them, and a full tile never changes, so this cache needs no
+/// invalidation; it stops growing at `MAX_UPPER_TILES` (37 MB, a log of 2^36 entries).
+#[derive(Default)]
+struct UpperTiles(TileMemo);
+
+const MAX_UPPER_TILES: usize = 4096;
 
 /// Text of the checkpoint body, c2sp.org/tlog-checkpoint#note-text.
 pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> Result<Vec<u8>> {
@@ -107,6 +116,7 @@ impl Log {
             signer,
             store,
             state: RwLock::new(Arc::new(snapshot)),
+            upper_tiles: UpperTiles::default(),
             metrics,
         }))
     }
@@ -206,7 +216,7 @@ impl Log {
     /// Index of the entry with this leaf hash, if it is in the snapshot's tree.
     pub fn find_leaf(&self, snap: &Snapshot, leaf: &Hash) -> Result<Option<u64>> {
         let bucket = self.store.dedup_bucket(dedup::bucket(leaf))?;
-        let reader = NodeReader::new(snap, self.store.as_ref());
+        let reader = self.reader(snap);
         for candidate in dedup::candidates(leaf, &bucket) {
             if candidate < snap.size() && reader.node(0, candidate)? == *leaf {
                 return Ok(Some(candidate));
@@ -238,7 +248,7 @@ impl Log {
                 "index {index} is not in a tree of size {size}"
             )));
         }
-        let r = NodeReader::new(snap, self.store.as_ref());
+        let r = self.reader(snap);
         let proof = tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))?;
         Ok((r.node(0, index)?, proof))
     }
@@ -259,7 +269,7 @@ impl Log {
             // RFC 9162 §2.1.4: the empty tree and an identical tree need no proof.
             return Ok(vec![]);
         }
-        let r = NodeReader::new(snap, self.store.as_ref());
+        let r = self.reader(snap);
         tlog_tiles::prove_tree(to, from, &r).map_err(|e| r.take_error(e))
     }
 
@@ -268,7 +278,15 @@ impl Log {
         if index >= snap.size() {
             return Err(LogError::NotFound(format!("no entry {index}")));
         }
-        NodeReader::new(snap, self.store.as_ref()).node(0, index)
+        self.reader(snap).node(0, index)
+    }
+}
+
+impl Log {
+    fn reader<'a>(&'a self, snap: &'a Snapshot) -> NodeReader<'a> {
+        let mut r = NodeReader::new(snap, self.store.as_ref());
+        r.upper = Some(&self.upper_tiles);
+        r
     }
 }
 
@@ -279,13 +297,15 @@ fn encode<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
 
 /// Reads any complete node of a snapshot's tree: from the in-memory edge or a stored tile.
 /// Implements tlog_tiles' `HashReader` so its proof construction runs over our tiles.
-/// Full tiles read during one request, by (level, index): a proof touches each at most once.
+/// Full tiles by (level, index).
 type TileMemo = RwLock<HashMap<(u32, u64), Arc<Vec<u8>>>>;
 
 pub struct NodeReader<'a> {
     snap: &'a Snapshot,
     store: &'a dyn LogStore,
+    /// Tiles read during this request: a proof touches each at most once.
     tiles: TileMemo,
+    upper: Option<&'a UpperTiles>,
     error: RwLock<Option<LogError>>,
 }
 
@@ -295,6 +315,7 @@ impl<'a> NodeReader<'a> {
             snap,
             store,
             tiles: RwLock::new(HashMap::new()),
+            upper: None,
             error: RwLock::new(None),
         }
     }
@@ -317,7 +338,15 @@ impl<'a> NodeReader<'a> {
             return Err(missing());
         }
         let key = (loc.level, loc.tile);
-        let cached = self.tiles.read().get(&key).cloned();
+        let shared = match self.upper {
+            Some(u) if loc.level > 0 => Some(u),
+            _ => None,
+        };
+        let cached = match shared {
+            Some(u) => u.0.read().get(&key).cloned(),
+            None => None,
+        }
+        .or_else(|| self.tiles.read().get(&key).cloned());
         let data = match cached {
             Some(d) => d,
             None => {
@@ -332,7 +361,14 @@ impl<'a> NodeReader<'a> {
                     .into());
                 }
                 let d = Arc::new(d);
-                self.tiles.write().insert(key, d.clone());
+                match shared {
+                    Some(u) if u.0.read().len() < MAX_UPPER_TILES => {
+                        u.0.write().insert(key, d.clone());
+                    }
+                    _ => {
+                        self.tiles.write().insert(key, d.clone());
+                    }
+                }
                 d
             }
         };
