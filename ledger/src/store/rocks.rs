@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-const CF_KINDS: [&str; 6] = ["checkpoint", "tile", "bundle", "tail", "dedup", "meta"];
+const CF_KINDS: [&str; 5] = ["checkpoint", "tile", "bundle", "tail", "dedup"];
 
 fn cf_name(log: &str, kind: &str) -> String {
     format!("{log}/{kind}")
