@@ -352,24 +352,26 @@ async fn add_batch(
         .collect();
     let receipt = sequence(h, entries).await?;
     let snap = &receipt.snapshot;
-    let mut out = Vec::with_capacity(receipt.entries.len());
-    for e in &receipt.entries {
-        let inclusion_proof = if proofs {
-            Some(b64_list(&h.log.inclusion_proof(
-                snap,
-                e.index,
-                snap.size(),
-            )?))
-        } else {
-            None
-        };
-        out.push(BatchEntryAnswer {
+    let proofs: Vec<Option<Vec<String>>> = if proofs {
+        h.log
+            .inclusion_proofs(snap, receipt.entries.iter().map(|e| e.index), snap.size())?
+            .into_iter()
+            .map(|p| Some(b64_list(&p)))
+            .collect()
+    } else {
+        vec![None; receipt.entries.len()]
+    };
+    let out: Vec<BatchEntryAnswer> = receipt
+        .entries
+        .iter()
+        .zip(proofs)
+        .map(|(e, inclusion_proof)| BatchEntryAnswer {
             index: e.index,
             leaf_hash: b64(&e.leaf),
             duplicate: e.duplicate,
             inclusion_proof,
-        });
-    }
+        })
+        .collect();
     Ok(Json(json!({
         "tree_size": snap.size(),
         "checkpoint": note_str(&snap.checkpoint),

@@ -229,6 +229,24 @@ impl Log {
         Ok(self.leaf_and_inclusion_proof(snap, index, size)?.1)
     }
 
+    /// Inclusion proofs of several entries in the tree of `size`, reading each tile once
+    /// for all of them (an `add-batch?proofs=true` answer).
+    pub fn inclusion_proofs(
+        &self,
+        snap: &Snapshot,
+        indexes: impl IntoIterator<Item = u64>,
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>> {
+        let r = self.reader(snap);
+        indexes
+            .into_iter()
+            .map(|index| {
+                check_inclusion_args(snap, index, size)?;
+                tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))
+            })
+            .collect()
+    }
+
     /// The leaf hash at `index` and its inclusion proof in the tree of `size`, reading each
     /// tile once for both.
     pub fn leaf_and_inclusion_proof(
@@ -237,17 +255,7 @@ impl Log {
         index: u64,
         size: u64,
     ) -> Result<(Hash, Vec<Hash>)> {
-        if size > snap.size() {
-            return Err(LogError::Invalid(format!(
-                "tree_size {size} is larger than the log ({})",
-                snap.size()
-            )));
-        }
-        if index >= size {
-            return Err(LogError::Invalid(format!(
-                "index {index} is not in a tree of size {size}"
-            )));
-        }
+        check_inclusion_args(snap, index, size)?;
         let r = self.reader(snap);
         let proof = tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))?;
         Ok((r.node(0, index)?, proof))
@@ -273,16 +281,6 @@ impl Log {
         tlog_tiles::prove_tree(to, from, &r).map_err(|e| r.take_error(e))
     }
 
-    /// The leaf hash at `index` of the snapshot.
-    pub fn leaf_hash(&self, snap: &Snapshot, index: u64) -> Result<Hash> {
-        if index >= snap.size() {
-            return Err(LogError::NotFound(format!("no entry {index}")));
-        }
-        self.reader(snap).node(0, index)
-    }
-}
-
-impl Log {
     fn reader<'a>(&'a self, snap: &'a Snapshot) -> NodeReader<'a> {
         let mut r = NodeReader::new(snap, self.store.as_ref());
         r.upper = Some(&self.upper_tiles);
@@ -290,16 +288,31 @@ impl Log {
     }
 }
 
+fn check_inclusion_args(snap: &Snapshot, index: u64, size: u64) -> Result<()> {
+    if size > snap.size() {
+        return Err(LogError::Invalid(format!(
+            "tree_size {size} is larger than the log ({})",
+            snap.size()
+        )));
+    }
+    if index >= size {
+        return Err(LogError::Invalid(format!(
+            "index {index} is not in a tree of size {size}"
+        )));
+    }
+    Ok(())
+}
+
 fn encode<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
     ledger_client::tiles::encode_bundle(entries)
         .map_err(|e| LogError::Invalid(format!("encoding bundle: {e}")))
 }
 
-/// Reads any complete node of a snapshot's tree: from the in-memory edge or a stored tile.
-/// Implements tlog_tiles' `HashReader` so its proof construction runs over our tiles.
 /// Full tiles by (level, index).
 type TileMemo = RwLock<HashMap<(u32, u64), Arc<Vec<u8>>>>;
 
+/// Reads any complete node of a snapshot's tree: from the in-memory edge or a stored tile.
+/// Implements tlog_tiles' `HashReader` so its proof construction runs over our tiles.
 pub struct NodeReader<'a> {
     snap: &'a Snapshot,
     store: &'a dyn LogStore,
