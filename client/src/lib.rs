@@ -35,6 +35,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod digest;
 pub mod error;
 pub mod merkle;
 pub mod tiles;

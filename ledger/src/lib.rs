@@ -5,6 +5,7 @@
 //! [`log`] snapshot published → proofs answered from [`tree`] tiles.
 
 pub mod api_error;
+pub mod blob;
 pub mod dedup;
 pub mod fsck;
 pub mod http;

@@ -56,12 +56,13 @@ pub struct Log {
     pub metrics: LogMetrics,
 }
 
-/// Full tiles above level 0, kept in memory. Every proof reads one per level, there are
-/// only size/65,536 of them, and a full tile never changes, so this cache needs no
-/// invalidation; it stops growing at `MAX_UPPER_TILES` (37 MB, a log of 2^36 entries).
+/// Full tiles above level 0, kept in memory with all their inner nodes. Every proof reads
+/// one per level, there are only size/65,536 of them, and a full tile never changes, so
+/// this cache needs no invalidation; it stops growing at `MAX_UPPER_TILES`.
 #[derive(Default)]
-struct UpperTiles(TileMemo);
+struct UpperTiles(RwLock<HashMap<(u32, u64), Arc<ExpandedTile>>>);
 
+/// 4,096 expanded tiles of 16 KiB: 64 MiB at most, reached by a log of 2^36 entries.
 const MAX_UPPER_TILES: usize = 4096;
 
 /// Text of the checkpoint body, c2sp.org/tlog-checkpoint#note-text.
@@ -237,7 +238,7 @@ impl Log {
         indexes: impl IntoIterator<Item = u64>,
         size: u64,
     ) -> Result<Vec<Vec<Hash>>> {
-        let r = self.reader(snap);
+        let r = self.reader(snap).memoising();
         indexes
             .into_iter()
             .map(|index| {
@@ -256,9 +257,19 @@ impl Log {
         size: u64,
     ) -> Result<(Hash, Vec<Hash>)> {
         check_inclusion_args(snap, index, size)?;
-        let r = self.reader(snap);
-        let proof = tlog_tiles::prove_record(size, index, &r).map_err(|e| r.take_error(e))?;
-        Ok((r.node(0, index)?, proof))
+        let r = WithLeaf {
+            reader: self.reader(snap),
+            index,
+            leaf: RwLock::new(None),
+        };
+        let proof =
+            tlog_tiles::prove_record(size, index, &r).map_err(|e| r.reader.take_error(e))?;
+        let leaf = r.leaf.read().to_owned();
+        match leaf {
+            Some(l) => Ok((l, proof)),
+            // A tree of one entry has an empty proof, and prove_record read nothing.
+            None => Ok((r.reader.node(0, index)?, proof)),
+        }
     }
 
     pub fn consistency_proof(&self, snap: &Snapshot, from: u64, to: u64) -> Result<Vec<Hash>> {
@@ -308,16 +319,38 @@ fn encode<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u8>> {
         .map_err(|e| LogError::Invalid(format!("encoding bundle: {e}")))
 }
 
-/// Full tiles by (level, index).
+/// Stored tiles read by one reader, by (level, index) (only when the reader memoises them).
 type TileMemo = RwLock<HashMap<(u32, u64), Arc<Vec<u8>>>>;
+
+/// Where one tile's nodes come from while a request reads them.
+enum TileView<'t> {
+    Edge(&'t tree::EdgeTile),
+    Expanded(&'t ExpandedTile),
+    Stored(StoredTile<'t>),
+}
+
+impl TileView<'_> {
+    fn node(&self, height: u32, pos: usize) -> Option<Hash> {
+        match self {
+            TileView::Edge(t) => t.node(height, pos),
+            TileView::Expanded(t) => t.node(height, pos),
+            TileView::Stored(t) => (pos < TILE_WIDTH >> height).then(|| t.node(height, pos)),
+        }
+    }
+}
 
 /// Reads any complete node of a snapshot's tree: from the in-memory edge or a stored tile.
 /// Implements tlog_tiles' `HashReader` so its proof construction runs over our tiles.
+///
+/// A proof asks for all its nodes at once; they fall into one tile per level, so each tile
+/// is visited once. Level-0 tiles are read from storage in place, without a copy; tiles
+/// above level 0 come from the log's shared in-memory set.
 pub struct NodeReader<'a> {
     snap: &'a Snapshot,
     store: &'a dyn LogStore,
-    /// Tiles read during this request: a proof touches each at most once.
-    tiles: TileMemo,
+    /// Keeps stored tiles for the reader's lifetime: for callers that prove many
+    /// neighbouring entries (batch answers, dedup checks).
+    memo: Option<TileMemo>,
     upper: Option<&'a UpperTiles>,
     error: RwLock<Option<LogError>>,
 }
@@ -327,65 +360,93 @@ impl<'a> NodeReader<'a> {
         Self {
             snap,
             store,
-            tiles: RwLock::new(HashMap::new()),
+            memo: None,
             upper: None,
             error: RwLock::new(None),
         }
     }
 
+    /// Keeps every stored tile it reads until dropped.
+    pub fn memoising(mut self) -> Self {
+        self.memo = Some(RwLock::new(HashMap::new()));
+        self
+    }
+
     /// The node at RFC 6962 height `k` and position `n`.
     pub fn node(&self, k: u32, n: u64) -> Result<Hash> {
-        let loc = tree::locate(k, n);
-        let edge_index = self.snap.edge.edge_tile_index(loc.level);
-        let missing = || LogError::Invalid(format!("node {k}/{n} is not in the tree"));
-        if loc.tile == edge_index {
-            return self
-                .snap
-                .edge
-                .levels
-                .get(loc.level as usize)
-                .and_then(|t| t.node(loc.height, loc.pos))
-                .ok_or_else(missing);
-        }
-        if loc.tile > edge_index {
-            return Err(missing());
-        }
-        let key = (loc.level, loc.tile);
-        let shared = match self.upper {
-            Some(u) if loc.level > 0 => Some(u),
-            _ => None,
-        };
-        let cached = match shared {
-            Some(u) => u.0.read().get(&key).cloned(),
-            None => None,
-        }
-        .or_else(|| self.tiles.read().get(&key).cloned());
-        let data = match cached {
-            Some(d) => d,
-            None => {
-                let d = self.store.tile(loc.level as u8, loc.tile)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("full tile {}/{} missing", loc.level, loc.tile))
-                })?;
-                if !StoredTile(&d).is_well_formed() {
-                    return Err(StoreError::Corrupt(format!(
-                        "tile {}/{} malformed",
-                        loc.level, loc.tile
-                    ))
-                    .into());
-                }
-                let d = Arc::new(d);
-                match shared {
-                    Some(u) if u.0.read().len() < MAX_UPPER_TILES => {
-                        u.0.write().insert(key, d.clone());
-                    }
-                    _ => {
-                        self.tiles.write().insert(key, d.clone());
-                    }
-                }
-                d
+        Ok(self.nodes(&[(k, n)])?[0])
+    }
+
+    /// The nodes at (height, position) pairs, visiting each tile they fall in once.
+    pub fn nodes(&self, wanted: &[(u32, u64)]) -> Result<Vec<Hash>> {
+        let locs: Vec<tree::NodeLocation> =
+            wanted.iter().map(|&(k, n)| tree::locate(k, n)).collect();
+        let mut out: Vec<Option<Hash>> = vec![None; locs.len()];
+        for i in 0..locs.len() {
+            if out[i].is_some() {
+                continue;
             }
-        };
-        Ok(StoredTile(&data).node(loc.height, loc.pos))
+            let (level, tile) = (locs[i].level, locs[i].tile);
+            let mut fill = |view: &TileView| {
+                for (j, loc) in locs.iter().enumerate().skip(i) {
+                    if loc.level == level && loc.tile == tile {
+                        out[j] = view.node(loc.height, loc.pos);
+                    }
+                }
+            };
+            self.visit_tile(level, tile, &mut fill)?;
+            if out[i].is_none() {
+                let (k, n) = wanted[i];
+                return Err(LogError::Invalid(format!(
+                    "node {k}/{n} is not in the tree"
+                )));
+            }
+        }
+        // Every slot was filled or reported above.
+        Ok(out.into_iter().map(|h| h.unwrap_or_default()).collect())
+    }
+
+    fn visit_tile(&self, level: u32, tile: u64, fill: &mut dyn FnMut(&TileView)) -> Result<()> {
+        let edge_index = self.snap.edge.edge_tile_index(level);
+        if tile == edge_index {
+            if let Some(t) = self.snap.edge.levels.get(level as usize) {
+                fill(&TileView::Edge(t));
+            }
+            return Ok(());
+        }
+        if tile > edge_index {
+            return Ok(());
+        }
+        if level > 0 {
+            if let Some(upper) = self.upper {
+                let t = upper.get(level, tile, self.store)?;
+                fill(&TileView::Expanded(&t));
+                return Ok(());
+            }
+        }
+        if let Some(memo) = &self.memo {
+            let cached = memo.read().get(&(level, tile)).cloned();
+            let data = match cached {
+                Some(d) => d,
+                None => {
+                    let d = Arc::new(read_tile(self.store, level, tile)?);
+                    memo.write().insert((level, tile), d.clone());
+                    d
+                }
+            };
+            fill(&TileView::Stored(StoredTile(&data)));
+            return Ok(());
+        }
+        let mut malformed = false;
+        let found = self.store.with_tile(level as u8, tile, &mut |data| {
+            let t = StoredTile(data);
+            if t.is_well_formed() {
+                fill(&TileView::Stored(t));
+            } else {
+                malformed = true;
+            }
+        })?;
+        check_tile(found, malformed, level, tile)
     }
 
     fn take_error(&self, e: tlog_tiles::Error) -> LogError {
@@ -396,20 +457,125 @@ impl<'a> NodeReader<'a> {
     }
 }
 
-impl tlog_tiles::HashReader for NodeReader<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
-        let mut out = Vec::with_capacity(indexes.len());
-        for &i in indexes {
-            let (level, n) = tlog_tiles::split_stored_hash_index(i);
-            match self.node(u32::from(level), n) {
-                Ok(h) => out.push(h),
-                Err(e) => {
-                    *self.error.write() = Some(e);
-                    return Err(tlog_tiles::Error::IndexesNotInTree);
-                }
+fn check_tile(found: bool, malformed: bool, level: u32, tile: u64) -> Result<()> {
+    if !found {
+        return Err(StoreError::Corrupt(format!("full tile {level}/{tile} missing")).into());
+    }
+    if malformed {
+        return Err(StoreError::Corrupt(format!("tile {level}/{tile} malformed")).into());
+    }
+    Ok(())
+}
+
+/// A full stored tile, checked.
+fn read_tile(store: &dyn LogStore, level: u32, tile: u64) -> Result<Vec<u8>> {
+    let d = store.tile(level as u8, tile)?;
+    let malformed = d
+        .as_deref()
+        .is_some_and(|d| !StoredTile(d).is_well_formed());
+    check_tile(d.is_some(), malformed, level, tile)?;
+    Ok(d.unwrap_or_default())
+}
+
+/// A full tile with every complete node inside it (heights 0..=8), so proofs through it
+/// hash nothing.
+pub struct ExpandedTile {
+    /// Height h starts at offset `TILE_WIDTH * (2 - 2^(1-h))`: 256 leaves, 128, 64, ..., 1.
+    nodes: Vec<Hash>,
+}
+
+impl ExpandedTile {
+    fn from_stored(t: &StoredTile) -> Self {
+        let mut nodes = Vec::with_capacity(2 * TILE_WIDTH - 1);
+        for h in 0..=TILE_HEIGHT {
+            let stored = h == 0 || tree::STORED_INNER_HEIGHTS.contains(&h);
+            let start = Self::offset(h);
+            for pos in 0..TILE_WIDTH >> h {
+                let node = if stored || h == 0 {
+                    t.node(h, pos)
+                } else {
+                    // Children are already in place one height down.
+                    let below = Self::offset(h - 1) + 2 * pos;
+                    tree::node_hash(&nodes[below], &nodes[below + 1])
+                };
+                debug_assert_eq!(nodes.len(), start + pos);
+                nodes.push(node);
             }
         }
-        Ok(out)
+        Self { nodes }
+    }
+
+    fn offset(height: u32) -> usize {
+        2 * TILE_WIDTH - (2 * TILE_WIDTH >> height)
+    }
+
+    fn node(&self, height: u32, pos: usize) -> Option<Hash> {
+        if height > TILE_HEIGHT || pos >= TILE_WIDTH >> height {
+            return None;
+        }
+        Some(self.nodes[Self::offset(height) + pos])
+    }
+}
+
+impl UpperTiles {
+    fn get(&self, level: u32, tile: u64, store: &dyn LogStore) -> Result<Arc<ExpandedTile>> {
+        if let Some(t) = self.0.read().get(&(level, tile)) {
+            return Ok(t.clone());
+        }
+        let data = read_tile(store, level, tile)?;
+        let t = Arc::new(ExpandedTile::from_stored(&StoredTile(&data)));
+        let mut memo = self.0.write();
+        if memo.len() < MAX_UPPER_TILES {
+            memo.insert((level, tile), t.clone());
+        }
+        Ok(t)
+    }
+}
+
+/// Reads a proof's nodes and, in the same pass over the tiles, the proven leaf's hash.
+struct WithLeaf<'a> {
+    reader: NodeReader<'a>,
+    index: u64,
+    leaf: RwLock<Option<Hash>>,
+}
+
+impl tlog_tiles::HashReader for WithLeaf<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut wanted = stored_indexes_to_nodes(indexes);
+        wanted.push((0, self.index));
+        let mut hashes = self.reader.read_nodes(&wanted)?;
+        *self.leaf.write() = hashes.pop();
+        Ok(hashes)
+    }
+}
+
+fn stored_indexes_to_nodes(indexes: &[u64]) -> Vec<(u32, u64)> {
+    indexes
+        .iter()
+        .map(|&i| {
+            let (level, n) = tlog_tiles::split_stored_hash_index(i);
+            (u32::from(level), n)
+        })
+        .collect()
+}
+
+impl NodeReader<'_> {
+    /// `nodes` for tlog_tiles, which only carries its own error type: ours is kept aside
+    /// for `take_error`.
+    fn read_nodes(
+        &self,
+        wanted: &[(u32, u64)],
+    ) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        self.nodes(wanted).map_err(|e| {
+            *self.error.write() = Some(e);
+            tlog_tiles::Error::IndexesNotInTree
+        })
+    }
+}
+
+impl tlog_tiles::HashReader for NodeReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        self.read_nodes(&stored_indexes_to_nodes(indexes))
     }
 }
 
@@ -482,4 +648,36 @@ pub fn recover(store: &dyn LogStore, origin: &str) -> Result<Option<Snapshot>> {
         root,
         checkpoint: note.into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expanded_tile_holds_the_same_nodes_as_the_tile_it_was_built_from() {
+        let mut edge = tree::EdgeTile::default();
+        for i in 0..TILE_WIDTH as u64 {
+            edge.push(tlog_tiles::record_hash(&i.to_be_bytes()));
+        }
+        let full = edge.clone();
+        let (stored, root) = edge.take_full();
+        let expanded = ExpandedTile::from_stored(&StoredTile(&stored));
+        for h in 0..=TILE_HEIGHT {
+            for pos in 0..TILE_WIDTH >> h {
+                assert_eq!(
+                    expanded.node(h, pos),
+                    full.node(h, pos),
+                    "height {h} pos {pos}"
+                );
+                assert_eq!(
+                    expanded.node(h, pos),
+                    Some(StoredTile(&stored).node(h, pos))
+                );
+            }
+            assert_eq!(expanded.node(h, TILE_WIDTH >> h), None);
+        }
+        assert_eq!(expanded.node(TILE_HEIGHT, 0), Some(root));
+        assert_eq!(expanded.node(TILE_HEIGHT + 1, 0), None);
+    }
 }

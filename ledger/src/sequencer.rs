@@ -241,7 +241,7 @@ impl Sequencer {
         // Keyed by the raw bytes: tlog_tiles::Hash does not implement Hash.
         let mut in_batch: HashMap<[u8; 32], u64> = HashMap::new();
         let mut dedup_records: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
-        let reader = NodeReader::new(&old, log.store.as_ref());
+        let reader = NodeReader::new(&old, log.store.as_ref()).memoising();
         let mut results = Vec::with_capacity(batch.len());
         let mut appended = 0u64;
         let mut duplicates = 0u64;

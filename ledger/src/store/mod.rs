@@ -46,6 +46,17 @@ pub trait LogStore: Send + Sync + 'static {
     fn scan_checkpoints(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()>;
     /// Full tile in stored form, `None` if not (yet) full.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>>;
+    /// Lets `visit` read a full tile's stored bytes in place (the proof path reads a few
+    /// hashes of an 8 KiB tile); false if the tile is not (yet) full.
+    fn with_tile(&self, level: u8, index: u64, visit: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        match self.tile(level, index)? {
+            Some(d) => {
+                visit(&d);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     /// Full entry bundle, `None` if not (yet) full.
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>>;
     /// Entries of the partial bundle, in index order.

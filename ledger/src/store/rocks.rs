@@ -94,21 +94,26 @@ impl RocksDb {
     pub fn log_store(&self, log: &str) -> RocksLogStore {
         RocksLogStore {
             db: self.db.clone(),
-            log: log.to_string(),
+            cf_names: CF_KINDS.iter().map(|k| cf_name(log, k)).collect(),
         }
     }
 }
 
 pub struct RocksLogStore {
     db: Arc<DB>,
-    log: String,
+    /// Column family names in `CF_KINDS` order, formatted once.
+    cf_names: Vec<String>,
 }
 
 impl RocksLogStore {
     fn cf(&self, kind: &str) -> Result<&rocksdb::ColumnFamily> {
-        let n = cf_name(&self.log, kind);
+        let n = CF_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map(|i| &self.cf_names[i])
+            .ok_or_else(|| StoreError::Io(format!("no column family kind {kind}")))?;
         self.db
-            .cf_handle(&n)
+            .cf_handle(n)
             .ok_or_else(|| StoreError::Io(format!("missing column family {n}")))
     }
 
@@ -184,6 +189,14 @@ impl LogStore for RocksLogStore {
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {
         self.get("tile", &tile_key(level, index))
+    }
+
+    fn with_tile(&self, level: u8, index: u64, visit: &mut dyn FnMut(&[u8])) -> Result<bool> {
+        let pinned = self
+            .db
+            .get_pinned_cf(self.cf("tile")?, tile_key(level, index))
+            .map_err(io)?;
+        Ok(pinned.map(|d| visit(&d)).is_some())
     }
 
     fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>> {
