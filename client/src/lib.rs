@@ -37,6 +37,7 @@
 pub mod checkpoint;
 pub mod digest;
 pub mod error;
+pub mod event;
 pub mod merkle;
 pub mod tiles;
 pub mod tlog_proof;

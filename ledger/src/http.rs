@@ -30,6 +30,10 @@ pub struct AppState {
     pub registry: Registry,
     /// Largest accepted `add-batch` body.
     pub max_batch_bytes: usize,
+    /// Blob uploads and downloads (`/v2/`, registry::oci).
+    pub uploads: Arc<crate::registry::uploads::Uploads>,
+    /// The artifact registry over the first log (`/registry/v1`, registry::api).
+    pub artifacts: Arc<crate::registry::service::Registry>,
 }
 
 /// Most entries one `add-batch` request may carry.
@@ -38,6 +42,10 @@ pub const MAX_BATCH_ENTRIES: usize = 65_536;
 type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
+    let blobs = Router::new()
+        .route("/v2/", get(crate::registry::oci::base))
+        .route("/v2/{*rest}", axum::routing::any(crate::registry::oci::dispatch))
+        .with_state(state.uploads.clone());
     let entries = Router::new()
         .route("/{log}/tile/entries/{*path}", get(entry_bundle))
         // c2sp.org/tlog-tiles#log-entries: "Entry bundles SHOULD be compressed at the HTTP
@@ -57,6 +65,8 @@ pub fn router(state: Shared) -> Router {
         .route("/{log}/proof/consistency", get(consistency))
         .route("/{log}/proof/tlog-proof", get(tlog_proof))
         .merge(entries)
+        .merge(blobs)
+        .merge(crate::registry::api::router(state.artifacts.clone()))
         .fallback(|| async { ApiError::not_found("no such endpoint (see specs/api.md)") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -229,13 +239,13 @@ async fn sequence(
     Ok(receipt)
 }
 
-fn b64(h: &Hash) -> String {
+pub(crate) fn b64(h: &Hash) -> String {
     BASE64_STANDARD.encode(h.0)
 }
 
 /// A hash as standard base64 in a JSON answer, encoded on the stack: answers carry ~25
 /// of them and allocating each was a visible share of the proof path's CPU.
-struct B64<'a>(&'a Hash);
+pub(crate) struct B64<'a>(pub &'a Hash);
 
 impl serde::Serialize for B64<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -247,7 +257,7 @@ impl serde::Serialize for B64<'_> {
     }
 }
 
-struct B64List<'a>(&'a [Hash]);
+pub(crate) struct B64List<'a>(pub &'a [Hash]);
 
 impl serde::Serialize for B64List<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -255,7 +265,7 @@ impl serde::Serialize for B64List<'_> {
     }
 }
 
-fn tlog_proof_text(index: u64, proof: Vec<Hash>, checkpoint: &[u8]) -> String {
+pub(crate) fn tlog_proof_text(index: u64, proof: Vec<Hash>, checkpoint: &[u8]) -> String {
     let p = TlogProof {
         extra: None,
         index,
@@ -333,7 +343,7 @@ struct BatchAnswer<'a> {
 }
 
 /// Checkpoints are signed notes, valid UTF-8 by construction (c2sp.org/signed-note#format).
-fn note_str(note: &[u8]) -> &str {
+pub(crate) fn note_str(note: &[u8]) -> &str {
     std::str::from_utf8(note).unwrap_or("")
 }
 
@@ -405,10 +415,10 @@ async fn add_batch(
 
 // ---- proofs ----
 
-struct Query(HashMap<String, String>);
+pub(crate) struct Query(pub HashMap<String, String>);
 
 impl Query {
-    fn parse(raw: Option<String>) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: Option<String>) -> Result<Self, ApiError> {
         let raw = raw.unwrap_or_default();
         if raw.len() > 4096 {
             return Err(ApiError::bad_request("query string is too long"));
@@ -424,7 +434,7 @@ impl Query {
         Ok(Self(m))
     }
 
-    fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
+    pub(crate) fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.0.get(name).map(|v| parse_u64(name, v)).transpose()
     }
 

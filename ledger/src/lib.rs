@@ -12,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod log;
 pub mod metrics;
+pub mod registry;
 pub mod sequencer;
 pub mod server;
 pub mod store;

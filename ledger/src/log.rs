@@ -52,6 +52,8 @@ pub struct Log {
     pub(crate) signer: StandardSigner,
     pub(crate) store: Arc<dyn LogStore>,
     state: RwLock<Arc<Snapshot>>,
+    /// The published tree size, for followers of the log (the registry's catalog).
+    size: tokio::sync::watch::Sender<u64>,
     upper_tiles: UpperTiles,
     pub metrics: LogMetrics,
 }
@@ -110,6 +112,7 @@ impl Log {
         };
         let metrics = LogMetrics::new();
         metrics.tree_size.set(snapshot.size() as i64);
+        let size = tokio::sync::watch::channel(snapshot.size()).0;
         Ok(Arc::new(Self {
             name: name.to_string(),
             origin: origin.to_string(),
@@ -117,6 +120,7 @@ impl Log {
             signer,
             store,
             state: RwLock::new(Arc::new(snapshot)),
+            size,
             upper_tiles: UpperTiles::default(),
             metrics,
         }))
@@ -127,8 +131,20 @@ impl Log {
     }
 
     pub(crate) fn publish(&self, s: Snapshot) {
-        self.metrics.tree_size.set(s.size() as i64);
+        let size = s.size();
+        self.metrics.tree_size.set(size as i64);
         *self.state.write() = Arc::new(s);
+        self.size.send_replace(size);
+    }
+
+    /// Tells when the published tree grows.
+    pub fn watch_size(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.size.subscribe()
+    }
+
+    /// The entries `range` of the snapshot's tree.
+    pub fn entries(&self, snap: &Snapshot, range: std::ops::Range<u64>) -> Result<Vec<Bytes>> {
+        read_entries(self.store.as_ref(), snap, range)
     }
 
     /// Re-reads the log from storage after a failed commit, which may or may not have
@@ -297,6 +313,50 @@ impl Log {
         r.upper = Some(&self.upper_tiles);
         r
     }
+}
+
+/// The entries `range` of a snapshot's tree, read bundle by bundle.
+pub fn read_entries(
+    store: &dyn LogStore,
+    snap: &Snapshot,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<Bytes>> {
+    if range.end > snap.size() || range.start > range.end {
+        return Err(LogError::Invalid(format!(
+            "entries {}..{} are not in a tree of size {}",
+            range.start,
+            range.end,
+            snap.size()
+        )));
+    }
+    let width = TILE_WIDTH as u64;
+    let tail_start = snap.size() - snap.tail.len() as u64;
+    let mut out = Vec::with_capacity((range.end - range.start) as usize);
+    let mut i = range.start;
+    while i < range.end {
+        if i >= tail_start {
+            let from = (i - tail_start) as usize;
+            let to = (range.end - tail_start) as usize;
+            out.extend(snap.tail[from..to].iter().cloned());
+            break;
+        }
+        let bundle = i / width;
+        let data = store
+            .bundle(bundle)?
+            .ok_or_else(|| StoreError::Corrupt(format!("full bundle {bundle} missing")))?;
+        let entries = ledger_client::tiles::decode_bundle(&data)
+            .map_err(|e| StoreError::Corrupt(format!("bundle {bundle}: {e}")))?;
+        let first = bundle * width;
+        let stop = range.end.min(first + width);
+        for j in i..stop {
+            let e = entries
+                .get((j - first) as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("bundle {bundle} lacks entry {j}")))?;
+            out.push(Bytes::copy_from_slice(e));
+        }
+        i = stop;
+    }
+    Ok(out)
 }
 
 fn check_inclusion_args(snap: &Snapshot, index: u64, size: u64) -> Result<()> {

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use ledger::sequencer::PoolConfig;
-use ledger::server::{LogSpec, ServerConfig};
+use ledger::server::{BlobBackend, BlobConfig, LogSpec, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,23 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Rebuild a stopped ledger's registry catalog from its log alone, and report whether the
+    /// rebuilt catalog is identical to the one it replaces.
+    Reindex {
+        #[arg(long, default_value = "./ledger-data")]
+        data_dir: PathBuf,
+        /// The registry's log.
+        #[arg(long, default_value = "artifacts")]
+        log: String,
+        /// Verification key of the log (default: <data-dir>/keys/<log>.vkey).
+        #[arg(long)]
+        vkey: Option<PathBuf>,
+    },
+    /// Write a new master key for sealing blobs at rest (mode 0600; never overwrites).
+    SealKeygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Audit a stopped log's storage: re-hash every entry, rebuild every tile, check every
     /// checkpoint ever issued; then report storage use per entry.
     Fsck {
@@ -86,6 +103,19 @@ struct ServeArgs {
     /// RocksDB block cache in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     cache_bytes: usize,
+    /// Directory of the local blob store (default: <data-dir>/blobs).
+    #[arg(long, conflicts_with = "s3_config")]
+    blob_dir: Option<PathBuf>,
+    /// Keep blobs in an S3-compatible object store, configured by this JSON file
+    /// ({"endpoint", "bucket", "region", "access_key_id", "secret_access_key", ...}).
+    #[arg(long)]
+    s3_config: Option<PathBuf>,
+    /// Seal blobs at rest with the master key in this file (`ledger seal-keygen` writes one).
+    #[arg(long)]
+    seal_key: Option<PathBuf>,
+    /// Largest accepted blob in bytes.
+    #[arg(long, default_value_t = 1 << 40)]
+    max_blob_bytes: u64,
 }
 
 fn main() -> Result<()> {
@@ -113,6 +143,16 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some(Command::Serve(a)) => serve(a),
+        Some(Command::Reindex {
+            data_dir,
+            log,
+            vkey,
+        }) => reindex(data_dir, log, vkey),
+        Some(Command::SealKeygen { out }) => {
+            ledger::blob::seal::MasterKey::generate_file(&out)?;
+            eprintln!("wrote {} (mode 0600)", out.display());
+            Ok(())
+        }
         Some(Command::Fsck {
             data_dir,
             log,
@@ -129,7 +169,25 @@ fn serve(a: ServeArgs) -> Result<()> {
         .iter()
         .map(|s| LogSpec::parse(s, &a.public_host))
         .collect::<Result<Vec<_>>>()?;
+    let backend = match (&a.s3_config, &a.blob_dir) {
+        (Some(f), _) => {
+            use anyhow::Context;
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading S3 configuration {}", f.display()))?;
+            BlobBackend::S3(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing S3 configuration {}", f.display()))?,
+            )
+        }
+        (None, Some(d)) => BlobBackend::Fs(d.clone()),
+        (None, None) => BlobBackend::Fs(a.data_dir.join("blobs")),
+    };
     let config = ServerConfig {
+        blobs: BlobConfig {
+            backend,
+            seal_key: a.seal_key,
+            max_bytes: a.max_blob_bytes,
+        },
         data_dir: a.data_dir,
         listen: a.listen,
         logs,
@@ -148,9 +206,14 @@ fn serve(a: ServeArgs) -> Result<()> {
         .block_on(ledger::server::serve(config))
 }
 
-fn fsck(data_dir: PathBuf, log: String, vkey: Option<PathBuf>, compact: bool) -> Result<()> {
+/// Opens a stopped ledger's database for one log; returns it with the log's vkey and origin.
+fn open_offline(
+    data_dir: &std::path::Path,
+    log: &str,
+    vkey: Option<PathBuf>,
+) -> Result<(ledger::store::rocks::RocksDb, String, String)> {
     use anyhow::Context;
-    let vkey_path = vkey.unwrap_or_else(|| ledger::keys::key_paths(&data_dir.join("keys"), &log).1);
+    let vkey_path = vkey.unwrap_or_else(|| ledger::keys::key_paths(&data_dir.join("keys"), log).1);
     let vkey = ledger_client::checkpoint::read_vkey_file(&vkey_path)
         .with_context(|| format!("reading {}", vkey_path.display()))?;
     let origin = vkey.split('+').next().unwrap_or_default().to_string();
@@ -158,7 +221,48 @@ fn fsck(data_dir: PathBuf, log: String, vkey: Option<PathBuf>, compact: bool) ->
     if !db_path.exists() {
         anyhow::bail!("no database at {}", db_path.display());
     }
-    let db = ledger::store::rocks::RocksDb::open(&db_path, std::slice::from_ref(&log), 64 << 20)?;
+    let db = ledger::store::rocks::RocksDb::open(&db_path, &[log.to_string()], 64 << 20)?;
+    Ok((db, vkey, origin))
+}
+
+fn reindex(data_dir: PathBuf, log: String, vkey: Option<PathBuf>) -> Result<()> {
+    use anyhow::Context;
+    let (db, _vkey, origin) = open_offline(&data_dir, &log, vkey)?;
+    let store = db.log_store(&log);
+    let snap = ledger::log::recover(&store, &origin)?.context("the log has no checkpoint")?;
+    let (cdb, cf) = db.derived(&log, "catalog");
+    let catalog = ledger::registry::catalog::Catalog::open(cdb, cf)?;
+    let before = catalog.dump()?;
+    let started = std::time::Instant::now();
+    let counts = ledger::registry::service::rebuild(
+        &catalog,
+        |a, b| ledger::log::read_entries(&store, &snap, a..b),
+        snap.size(),
+    )?;
+    let after = catalog.dump()?;
+    println!(
+        "reindex {log}: {} entries in {:.1}s: {} events applied, {} rejected, {} other entries",
+        snap.size(),
+        started.elapsed().as_secs_f64(),
+        counts.accepted,
+        counts.rejected,
+        counts.other
+    );
+    if before == after {
+        println!("the rebuilt catalog is identical to the one it replaced");
+        return Ok(());
+    }
+    let differs = before
+        .iter()
+        .zip(after.iter())
+        .find(|(x, y)| x != y)
+        .map(|(x, _)| String::from_utf8_lossy(&x.0).into_owned())
+        .unwrap_or_else(|| format!("{} keys before, {} after", before.len(), after.len()));
+    anyhow::bail!("the rebuilt catalog differs from the one it replaced (first difference at {differs}); the rebuilt one is now in place")
+}
+
+fn fsck(data_dir: PathBuf, log: String, vkey: Option<PathBuf>, compact: bool) -> Result<()> {
+    let (db, vkey, origin) = open_offline(&data_dir, &log, vkey)?;
     let store = db.log_store(&log);
     let started = std::time::Instant::now();
     let report = ledger::fsck::fsck(&store, &origin, &vkey, |done, total| {

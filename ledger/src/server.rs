@@ -1,12 +1,18 @@
 //! Process wiring: open storage, recover every log, start sequencers, serve HTTP.
 
 use crate::http::{self, AppState, LogHandle};
+use crate::blob::fs::FsStore;
+use crate::blob::s3::{S3Config, S3Store};
+use crate::blob::seal::MasterKey;
+use crate::blob::{BlobStore, Blobs};
 use crate::keys;
+use crate::registry::catalog::Catalog;
+use crate::registry::service::Registry as ArtifactRegistry;
+use crate::registry::uploads::Uploads;
 use crate::log::Log;
 use crate::sequencer::{self, PoolConfig};
 use crate::store::rocks::RocksDb;
 use anyhow::{bail, Context, Result};
-use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +39,10 @@ impl LogSpec {
         {
             bail!("log name {name:?} must be 1-32 characters of [a-z0-9-]");
         }
-        if matches!(name.as_str(), "metrics" | "healthz" | "readyz" | "logs") {
+        if matches!(
+            name.as_str(),
+            "metrics" | "healthz" | "readyz" | "logs" | "v2" | "registry"
+        ) {
             bail!("log name {name:?} is reserved for an operations endpoint");
         }
         if !signed_note::is_key_name_valid(&origin) {
@@ -51,6 +60,58 @@ pub struct ServerConfig {
     pub pool: PoolConfig,
     pub max_batch_bytes: usize,
     pub cache_bytes: usize,
+    pub blobs: BlobConfig,
+}
+
+/// Where artifact bytes live.
+#[derive(Debug, Clone)]
+pub enum BlobBackend {
+    /// A local directory (the embedded default: `<data-dir>/blobs`).
+    Fs(PathBuf),
+    /// An S3-compatible object store.
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone)]
+pub struct BlobConfig {
+    pub backend: BlobBackend,
+    /// Master key file: when set, blobs are sealed at rest (see `blob::seal`).
+    pub seal_key: Option<PathBuf>,
+    /// Largest accepted blob.
+    pub max_bytes: u64,
+}
+
+impl BlobConfig {
+    pub fn local(data_dir: &std::path::Path) -> Self {
+        Self {
+            backend: BlobBackend::Fs(data_dir.join("blobs")),
+            seal_key: None,
+            max_bytes: 1 << 40,
+        }
+    }
+}
+
+/// Idle upload sessions are dropped after this long.
+const UPLOAD_EXPIRY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+async fn open_blobs(config: &ServerConfig) -> Result<Arc<Uploads>> {
+    let b = &config.blobs;
+    let backend: Arc<dyn BlobStore> = match &b.backend {
+        BlobBackend::Fs(dir) => Arc::new(
+            FsStore::open(dir).with_context(|| format!("opening blob directory {}", dir.display()))?,
+        ),
+        BlobBackend::S3(cfg) => Arc::new(S3Store::new(cfg.clone()).context("configuring S3 blob store")?),
+    };
+    let seal = match &b.seal_key {
+        Some(p) => Some(
+            MasterKey::load(p).with_context(|| format!("loading blob master key {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let blobs = Arc::new(Blobs::new(backend, seal));
+    let uploads = Uploads::open(&config.data_dir.join("uploads"), blobs, b.max_bytes, UPLOAD_EXPIRY)
+        .context("opening upload sessions")?;
+    Ok(Arc::new(uploads))
 }
 
 pub struct Server {
@@ -59,7 +120,7 @@ pub struct Server {
     pub banner: Vec<(String, String, String, u64)>,
 }
 
-pub fn build(config: &ServerConfig) -> Result<Server> {
+pub async fn build(config: &ServerConfig) -> Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let names: Vec<String> = config.logs.iter().map(|l| l.name.clone()).collect();
@@ -72,7 +133,7 @@ pub fn build(config: &ServerConfig) -> Result<Server> {
     let db = RocksDb::open(&config.data_dir.join("db"), &names, config.cache_bytes)
         .context("opening RocksDB")?;
     let key_dir = config.data_dir.join("keys");
-    let mut registry = Registry::default();
+    let mut registry = prometheus_client::registry::Registry::default();
     let mut logs = HashMap::new();
     let mut banner = vec![];
     for spec in &config.logs {
@@ -95,18 +156,33 @@ pub fn build(config: &ServerConfig) -> Result<Server> {
         ));
         logs.insert(spec.name.clone(), LogHandle { log, pool });
     }
+    let uploads = open_blobs(config).await?;
+    // The registry's events go to the first log (by default `artifacts`).
+    let first = &config.logs.first().context("no log configured")?.name;
+    let h = &logs[first];
+    let (cdb, cf) = db.derived(first, "catalog");
+    let catalog = Arc::new(Catalog::open(cdb, cf).context("opening the catalog")?);
+    let artifacts = Arc::new(ArtifactRegistry::new(
+        h.log.clone(),
+        h.pool.clone(),
+        catalog,
+        uploads.blobs().clone(),
+    ));
+    tokio::spawn(artifacts.clone().follow());
     Ok(Server {
         state: Arc::new(AppState {
             logs,
             registry,
             max_batch_bytes: config.max_batch_bytes,
+            uploads,
+            artifacts,
         }),
         banner,
     })
 }
 
 pub async fn serve(config: ServerConfig) -> Result<()> {
-    let server = build(&config)?;
+    let server = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

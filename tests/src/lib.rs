@@ -1,6 +1,8 @@
 //! Harness for end-to-end tests: starts the real `ledger` binary on a loopback port with a
 //! fresh data directory, and talks to it over HTTP.
 
+pub mod seaweed;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -11,6 +11,15 @@
 //!
 //! Every backend must pass [`conformance`], the one suite that defines what a backend is.
 
+pub mod conformance;
+pub mod content;
+pub mod fs;
+pub mod memory;
+pub mod s3;
+pub mod seal;
+
+pub use content::{Blobs, Expect, Put};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;

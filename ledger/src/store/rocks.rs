@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 const CF_KINDS: [&str; 5] = ["checkpoint", "tile", "bundle", "tail", "dedup"];
 
+/// Column families derived from a log rather than part of it (rebuilt by `ledger reindex`).
+pub const DERIVED_KINDS: [&str; 1] = ["catalog"];
+
 fn cf_name(log: &str, kind: &str) -> String {
     format!("{log}/{kind}")
 }
@@ -76,7 +79,7 @@ impl RocksDb {
         opts.set_bytes_per_sync(1 << 20);
         let mut names: Vec<String> = DB::list_cf(&opts, path).unwrap_or_default();
         for log in logs {
-            for kind in CF_KINDS {
+            for kind in CF_KINDS.iter().chain(DERIVED_KINDS.iter()) {
                 let n = cf_name(log, kind);
                 if !names.contains(&n) {
                     names.push(n);
@@ -89,6 +92,11 @@ impl RocksDb {
         });
         let db = DB::open_cf_descriptors(&opts, path, descriptors).map_err(io)?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database and the name of one of a log's derived column families.
+    pub fn derived(&self, log: &str, kind: &str) -> (Arc<DB>, String) {
+        (self.db.clone(), cf_name(log, kind))
     }
 
     pub fn log_store(&self, log: &str) -> RocksLogStore {

@@ -1,0 +1,697 @@
+//! `/registry/v1`: publish and change artifact versions (each change one logged event, each
+//! answer a receipt), and query the catalog (specs/api.md, "Registry").
+//!
+//! Until access control lands, the acting identity (`actor`) is taken from the request body
+//! as given; the log records it, it is not yet proven.
+
+use super::service::{Registry, RegistryError, Written};
+use super::state::VersionState;
+use crate::api_error::ApiError;
+use crate::http::{b64, note_str, tlog_proof_text, Query, B64, B64List};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::prelude::*;
+use ledger_client::digest::Digest;
+use ledger_client::event::{
+    self, AliasMoved, Attestation, ArtifactRef, Event, Kind, Lifecycle, Lineage, Link, Metadata,
+    MetadataChanged, Published, Signature, Stage, Subject, Target, Tombstone,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use tlog_tiles::Hash;
+
+type Shared = Arc<Registry>;
+
+/// Largest JSON body of a registry write (events are at most 64 KiB once encoded).
+const MAX_BODY: usize = 256 * 1024;
+
+pub fn router<S: Clone + Send + Sync + 'static>(r: Shared) -> Router<S> {
+    Router::new()
+        .route("/registry/v1/publish", post(publish))
+        .route("/registry/v1/metadata", post(metadata))
+        .route("/registry/v1/lifecycle", post(lifecycle))
+        .route("/registry/v1/alias", post(alias))
+        .route("/registry/v1/lineage", post(lineage))
+        .route("/registry/v1/attestation", post(attestation))
+        .route("/registry/v1/tombstone", post(tombstone))
+        .route("/registry/v1/versions", get(versions))
+        .route("/registry/v1/version", get(version))
+        .route("/registry/v1/aliases", get(aliases))
+        .route("/registry/v1/digest/{digest}", get(by_digest))
+        .route("/registry/v1/history", get(history))
+        .route("/registry/v1/graph", get(graph))
+        .route("/registry/v1/entry/{index}", get(entry))
+        .route("/registry/v1/status", get(status))
+        .with_state(r)
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(m) => ApiError::not_found(m),
+            RegistryError::Invalid(m) => ApiError::invalid(m),
+            RegistryError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            RegistryError::Log(l) => l.into(),
+            RegistryError::Blob(crate::blob::BlobError::NotFound(d)) => {
+                ApiError::invalid(format!("no blob {d}: upload it first (POST /v2/<name>/blobs/uploads/)"))
+            }
+            other => {
+                tracing::error!(error = %other, "registry failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", other.to_string())
+            }
+        }
+    }
+}
+
+/// Parses a JSON body strictly: unknown fields are errors, so a typo never goes unnoticed.
+fn body<T: DeserializeOwned>(headers: &axum::http::HeaderMap, raw: &Bytes) -> Result<T, ApiError> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "registry writes take Content-Type: application/json",
+        ));
+    }
+    if raw.len() > MAX_BODY {
+        return Err(ApiError::too_large(format!("the body exceeds {MAX_BODY} bytes")));
+    }
+    serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("body: {e}")))
+}
+
+fn check(what: &str, r: Result<(), String>) -> Result<(), ApiError> {
+    r.map_err(|e| ApiError::invalid(format!("{what}: {e}")))
+}
+
+/// The answer to every write: the event and its receipt (index, inclusion proof, signed
+/// checkpoint, and all of it as a c2sp.org/tlog-proof file).
+#[derive(Serialize)]
+struct Receipt<'a> {
+    index: u64,
+    leaf_hash: B64<'a>,
+    tree_size: u64,
+    inclusion_proof: B64List<'a>,
+    checkpoint: &'a str,
+    tlog_proof: String,
+    /// The logged entry (deterministic CBOR, specs/entries.md), base64.
+    entry: String,
+    event: &'a Event,
+    /// True when the request changed nothing because the log already says it.
+    existing: bool,
+}
+
+fn receipt(r: &Registry, index: u64, entry: &[u8], event: &Event, existing: bool) -> Result<Response, ApiError> {
+    let snap = r.log.snapshot();
+    let (leaf, proof) = r.log.leaf_and_inclusion_proof(&snap, index, snap.size())?;
+    let status = if existing { StatusCode::OK } else { StatusCode::CREATED };
+    let answer = Receipt {
+        index,
+        leaf_hash: B64(&leaf),
+        tree_size: snap.size(),
+        inclusion_proof: B64List(&proof),
+        checkpoint: note_str(&snap.checkpoint),
+        tlog_proof: tlog_proof_text(index, proof.clone(), &snap.checkpoint),
+        entry: BASE64_STANDARD.encode(entry),
+        event,
+        existing,
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+fn written(r: &Registry, w: Written) -> Result<Response, ApiError> {
+    let index = w.receipt.entries[0].index;
+    receipt(r, index, &w.event.encode(), &w.event, false)
+}
+
+fn version_subject(name: &str, version: &str) -> Result<Subject, ApiError> {
+    check("name", event::validate_name(name))?;
+    check("version", event::validate_version(version))?;
+    Ok(Subject::Version {
+        name: name.into(),
+        version: version.into(),
+    })
+}
+
+fn existing_version(c: &super::catalog::Catalog, name: &str, version: &str) -> Result<VersionState, RegistryError> {
+    let v = c
+        .version(name, version)?
+        .ok_or_else(|| RegistryError::NotFound(format!("{name}@{version} is not published")))?;
+    if let Some(t) = &v.tombstone {
+        return Err(RegistryError::Conflict(format!(
+            "{name}@{version} was tombstoned by entry {}: {}",
+            t.at.index, t.reason
+        )));
+    }
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishReq {
+    name: String,
+    version: String,
+    kind: Kind,
+    digest: Digest,
+    /// Checked against the stored blob when given.
+    size: Option<u64>,
+    #[serde(default = "octet_stream")]
+    media_type: String,
+    meta: Option<Metadata>,
+    meta_digest: Option<Digest>,
+    actor: String,
+    sig: Option<Signature>,
+}
+
+fn octet_stream() -> String {
+    "application/octet-stream".into()
+}
+
+async fn publish(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: PublishReq = body(&headers, &raw)?;
+    let subject = version_subject(&q.name, &q.version)?;
+    let stored = r
+        .blobs
+        .stat(&q.digest)
+        .await
+        .map_err(RegistryError::from)?
+        .ok_or(RegistryError::Blob(crate::blob::BlobError::NotFound(q.digest)))?;
+    if q.size.is_some_and(|s| s != stored) {
+        return Err(ApiError::invalid(format!(
+            "the request says {} bytes but blob {} has {stored}",
+            q.size.unwrap_or_default(),
+            q.digest
+        )));
+    }
+    if let Some(m) = &q.meta_digest {
+        if r.blobs.stat(m).await.map_err(RegistryError::from)?.is_none() {
+            return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(*m)).into());
+        }
+    }
+    let mut existing = None;
+    let w = r
+        .write(subject, |c| {
+            if let Some(v) = c.version(&q.name, &q.version)? {
+                if v.digest == q.digest {
+                    existing = Some(v.published.index);
+                    return Err(RegistryError::Conflict(String::new()));
+                }
+                return Err(RegistryError::Conflict(format!(
+                    "{}@{} is bound to {} (entry {}) forever; publish a new version",
+                    q.name, q.version, v.digest, v.published.index
+                )));
+            }
+            Ok(Event::Published(Published {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                kind: q.kind,
+                digest: q.digest,
+                size: stored,
+                media_type: q.media_type.clone(),
+                meta_digest: q.meta_digest,
+                meta: q.meta.clone(),
+                actor: q.actor.clone(),
+                sig: q.sig.clone(),
+                time: 0,
+            }))
+        })
+        .await;
+    match (w, existing) {
+        // Publishing the same bytes again is idempotent: answer the original receipt.
+        (Err(_), Some(index)) => {
+            let (_, entry) = r.entry(index)?;
+            let ev = Event::decode(&entry).map_err(|e| ApiError::invalid(e.to_string()))?;
+            receipt(&r, index, &entry, &ev, true)
+        }
+        (w, _) => written(&r, w?),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataReq {
+    name: String,
+    version: String,
+    meta: Option<Metadata>,
+    meta_digest: Option<Digest>,
+    actor: String,
+}
+
+async fn metadata(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: MetadataReq = body(&headers, &raw)?;
+    let subject = version_subject(&q.name, &q.version)?;
+    if q.meta.is_none() && q.meta_digest.is_none() {
+        return Err(ApiError::invalid("give meta, meta_digest or both"));
+    }
+    if let Some(m) = &q.meta_digest {
+        if r.blobs.stat(m).await.map_err(RegistryError::from)?.is_none() {
+            return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(*m)).into());
+        }
+    }
+    let w = r
+        .write(subject, |c| {
+            let v = existing_version(c, &q.name, &q.version)?;
+            Ok(Event::MetadataChanged(MetadataChanged {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                meta_digest: q.meta_digest,
+                meta: q.meta.clone(),
+                prev: v.head,
+                actor: q.actor.clone(),
+                time: 0,
+            }))
+        })
+        .await?;
+    written(&r, w)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleReq {
+    name: String,
+    version: String,
+    to: Stage,
+    reason: Option<String>,
+    actor: String,
+}
+
+async fn lifecycle(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: LifecycleReq = body(&headers, &raw)?;
+    let subject = version_subject(&q.name, &q.version)?;
+    let w = r
+        .write(subject, |c| {
+            let v = existing_version(c, &q.name, &q.version)?;
+            if !v.stage.can_transition_to(q.to) {
+                return Err(RegistryError::Conflict(format!(
+                    "{}@{} is {}; it cannot move to {} (allowed: {})",
+                    q.name,
+                    q.version,
+                    v.stage,
+                    q.to,
+                    v.stage
+                        .successors()
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Ok(Event::Lifecycle(Lifecycle {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                from: v.stage,
+                to: q.to,
+                reason: q.reason.clone(),
+                prev: v.head,
+                actor: q.actor.clone(),
+                time: 0,
+            }))
+        })
+        .await?;
+    written(&r, w)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasReq {
+    name: String,
+    alias: String,
+    /// The version to point at; null removes the alias.
+    version: Option<String>,
+    actor: String,
+}
+
+async fn alias(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: AliasReq = body(&headers, &raw)?;
+    check("name", event::validate_name(&q.name))?;
+    check("alias", event::validate_alias(&q.alias))?;
+    if let Some(v) = &q.version {
+        check("version", event::validate_version(v))?;
+    }
+    let subject = Subject::Alias {
+        name: q.name.clone(),
+        alias: q.alias.clone(),
+    };
+    let w = r
+        .write(subject, |c| {
+            if let Some(v) = &q.version {
+                existing_version(c, &q.name, v)?;
+            }
+            let old = c.alias(&q.name, &q.alias)?;
+            if old.as_ref().map(|a| &a.version) == Some(&q.version) || (old.is_none() && q.version.is_none()) {
+                return Err(RegistryError::Conflict(format!(
+                    "alias {} of {} already points there",
+                    q.alias, q.name
+                )));
+            }
+            Ok(Event::AliasMoved(AliasMoved {
+                name: q.name.clone(),
+                alias: q.alias.clone(),
+                to: q.version.clone(),
+                prev: old.map(|a| a.head),
+                actor: q.actor.clone(),
+                time: 0,
+            }))
+        })
+        .await?;
+    written(&r, w)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineageReq {
+    name: String,
+    version: String,
+    links: Vec<Link>,
+    actor: String,
+}
+
+async fn lineage(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: LineageReq = body(&headers, &raw)?;
+    let subject = version_subject(&q.name, &q.version)?;
+    if q.links.is_empty() {
+        return Err(ApiError::invalid("links: give at least one"));
+    }
+    let w = r
+        .write(subject, |c| {
+            let v = existing_version(c, &q.name, &q.version)?;
+            for l in &q.links {
+                if let Target::Artifact(t) = &l.target {
+                    let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
+                        RegistryError::Invalid(format!("lineage target {}@{} is not published", t.name, t.version))
+                    })?;
+                    if target.digest != t.digest {
+                        return Err(RegistryError::Invalid(format!(
+                            "lineage target {}@{} has digest {}, not {}",
+                            t.name, t.version, target.digest, t.digest
+                        )));
+                    }
+                }
+            }
+            Ok(Event::Lineage(Lineage {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                links: q.links.clone(),
+                prev: v.head,
+                actor: q.actor.clone(),
+                time: 0,
+            }))
+        })
+        .await?;
+    written(&r, w)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestationReq {
+    name: String,
+    version: String,
+    statement: Digest,
+    predicate_type: String,
+    #[serde(default = "in_toto")]
+    media_type: String,
+    actor: String,
+}
+
+fn in_toto() -> String {
+    "application/vnd.in-toto+json".into()
+}
+
+async fn attestation(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: AttestationReq = body(&headers, &raw)?;
+    let subject = version_subject(&q.name, &q.version)?;
+    if r.blobs.stat(&q.statement).await.map_err(RegistryError::from)?.is_none() {
+        return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(q.statement)).into());
+    }
+    let w = r
+        .write(subject, |c| {
+            let v = existing_version(c, &q.name, &q.version)?;
+            Ok(Event::Attestation(Attestation {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                statement: q.statement,
+                predicate_type: q.predicate_type.clone(),
+                media_type: q.media_type.clone(),
+                prev: v.head,
+                actor: q.actor.clone(),
+                time: 0,
+            }))
+        })
+        .await?;
+    written(&r, w)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TombstoneReq {
+    name: String,
+    version: String,
+    reason: String,
+    actor: String,
+}
+
+async fn tombstone(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+    let q: TombstoneReq = body(&headers, &raw)?;
+    let subject = version_subject(&q.name, &q.version)?;
+    let w = r
+        .write(subject, |c| {
+            let v = existing_version(c, &q.name, &q.version)?;
+            Ok(Event::Tombstone(Tombstone {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                digest: v.digest,
+                reason: q.reason.clone(),
+                prev: v.head,
+                actor: q.actor.clone(),
+                time: 0,
+            }))
+        })
+        .await?;
+    // The log now says the bytes are gone; purge them unless a live version shares them.
+    if let Event::Tombstone(t) = &w.event {
+        let mut live = false;
+        for (n, v) in r.catalog.by_digest(&t.digest).map_err(RegistryError::from)? {
+            if let Some(s) = r.catalog.version(&n, &v).map_err(RegistryError::from)? {
+                live |= s.tombstone.is_none();
+            }
+        }
+        if !live {
+            r.blobs.delete(&t.digest).await.map_err(RegistryError::from)?;
+        }
+    }
+    written(&r, w)
+}
+
+// ---- reads ----
+
+/// How far the catalog has applied the log (it follows it, normally within milliseconds).
+async fn status(State(r): State<Shared>) -> Response {
+    Json(serde_json::json!({
+        "log": r.log.name,
+        "tree_size": r.log.snapshot().size(),
+        "catalog_applied": r.catalog.applied(),
+    }))
+    .into_response()
+}
+
+fn as_of(q: &Query, r: &Registry) -> Result<Option<u64>, ApiError> {
+    let a = q.u64("as_of")?;
+    let size = r.log.snapshot().size();
+    if let Some(a) = a {
+        if a > size {
+            return Err(ApiError::invalid(format!("as_of {a} is beyond the log's size {size}")));
+        }
+    }
+    Ok(a)
+}
+
+fn required<'a>(q: &'a Query, name: &str) -> Result<&'a str, ApiError> {
+    q.0.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::bad_request(format!("{name}= is required")))
+}
+
+async fn versions(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q)?;
+    let name = required(&q, "name")?;
+    check("name", event::validate_name(name))?;
+    let as_of = as_of(&q, &r)?;
+    let v = r.versions(name, as_of)?;
+    Ok(Json(serde_json::json!({ "name": name, "as_of": as_of, "versions": v })).into_response())
+}
+
+async fn version(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q)?;
+    let (name, version) = (required(&q, "name")?, required(&q, "version")?);
+    version_subject(name, version)?;
+    let as_of = as_of(&q, &r)?;
+    let v = r
+        .version(name, version, as_of)?
+        .ok_or_else(|| ApiError::not_found(format!("{name}@{version} is not published")))?;
+    let aliases: Vec<String> = r
+        .aliases(name, as_of)?
+        .into_iter()
+        .filter(|a| a.version.as_deref() == Some(version))
+        .map(|a| a.alias)
+        .collect();
+    Ok(Json(serde_json::json!({ "as_of": as_of, "version": v, "aliases": aliases })).into_response())
+}
+
+async fn aliases(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q)?;
+    let name = required(&q, "name")?;
+    check("name", event::validate_name(name))?;
+    let as_of = as_of(&q, &r)?;
+    Ok(Json(serde_json::json!({ "name": name, "as_of": as_of, "aliases": r.aliases(name, as_of)? })).into_response())
+}
+
+async fn by_digest(State(r): State<Shared>, Path(d): Path<String>) -> Result<Response, ApiError> {
+    let d: Digest = d.parse().map_err(|e: ledger_client::digest::BadDigest| ApiError::bad_request(e.to_string()))?;
+    let found: Vec<_> = r
+        .catalog
+        .by_digest(&d)
+        .map_err(RegistryError::from)?
+        .into_iter()
+        .map(|(name, version)| serde_json::json!({"name": name, "version": version}))
+        .collect();
+    Ok(Json(serde_json::json!({ "digest": d, "versions": found })).into_response())
+}
+
+#[derive(Serialize)]
+struct HistoryItem {
+    index: u64,
+    leaf_hash: String,
+    event: Event,
+}
+
+async fn history(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q)?;
+    let name = required(&q, "name")?;
+    let subject = match (q.0.get("version"), q.0.get("alias")) {
+        (Some(v), None) => version_subject(name, v)?,
+        (None, Some(a)) => {
+            check("name", event::validate_name(name))?;
+            check("alias", event::validate_alias(a))?;
+            Subject::Alias {
+                name: name.into(),
+                alias: a.clone(),
+            }
+        }
+        _ => return Err(ApiError::bad_request("give exactly one of version= or alias=")),
+    };
+    let items: Vec<HistoryItem> = r
+        .history(&subject)?
+        .into_iter()
+        .map(|(index, leaf, event)| HistoryItem {
+            index,
+            leaf_hash: b64(&leaf),
+            event,
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::not_found(format!("no entries about {subject}")));
+    }
+    Ok(Json(serde_json::json!({ "subject": subject.to_string(), "entries": items })).into_response())
+}
+
+/// Lineage as a graph around one version: `up` follows its links to what it came from,
+/// `down` follows links from others to what came from it.
+async fn graph(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q)?;
+    let (name, version) = (required(&q, "name")?, required(&q, "version")?);
+    version_subject(name, version)?;
+    let depth = q.u64("depth")?.unwrap_or(5).min(20);
+    const MAX_NODES: usize = 1000;
+    let root = r
+        .catalog
+        .version(name, version)
+        .map_err(RegistryError::from)?
+        .ok_or_else(|| ApiError::not_found(format!("{name}@{version} is not published")))?;
+    let mut nodes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut edges: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let key = |n: &str, v: &str| format!("{n}@{v}");
+    let node = |s: &VersionState| {
+        serde_json::json!({"name": s.name, "version": s.version, "digest": s.digest, "kind": s.kind, "stage": s.stage, "tombstoned": s.tombstone.is_some()})
+    };
+    nodes.insert(key(name, version), node(&root));
+    let mut queue = VecDeque::from([(root, 0u64)]);
+    while let Some((v, d)) = queue.pop_front() {
+        if d >= depth || nodes.len() >= MAX_NODES {
+            continue;
+        }
+        let here = key(&v.name, &v.version);
+        let mut next = vec![];
+        for l in &v.lineage {
+            match &l.link.target {
+                Target::Artifact(ArtifactRef { name, version, .. }) => {
+                    edges.insert((here.clone(), key(name, version), l.link.rel.as_str().into()));
+                    next.push((name.clone(), version.clone()));
+                }
+                Target::Uri(u) => {
+                    edges.insert((here.clone(), u.clone(), l.link.rel.as_str().into()));
+                }
+            }
+        }
+        let me = Target::Artifact(ArtifactRef {
+            name: v.name.clone(),
+            version: v.version.clone(),
+            digest: v.digest,
+        });
+        for i in r.catalog.linked_from(&me).map_err(RegistryError::from)? {
+            edges.insert((key(&i.name, &i.version), here.clone(), i.rel.as_str().into()));
+            next.push((i.name, i.version));
+        }
+        for (n, ver) in next {
+            if nodes.contains_key(&key(&n, &ver)) {
+                continue;
+            }
+            if let Some(s) = r.catalog.version(&n, &ver).map_err(RegistryError::from)? {
+                nodes.insert(key(&n, &ver), node(&s));
+                queue.push_back((s, d + 1));
+            }
+        }
+    }
+    let edges: Vec<_> = edges
+        .into_iter()
+        .map(|(from, to, rel)| serde_json::json!({"from": from, "to": to, "rel": rel}))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "root": key(name, version),
+        "nodes": nodes.into_values().collect::<Vec<_>>(),
+        "edges": edges,
+    }))
+    .into_response())
+}
+
+/// One entry with its decoded event (if it is one), the catalog's verdict and a receipt.
+async fn entry(State(r): State<Shared>, Path(index): Path<String>) -> Result<Response, ApiError> {
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("entry index must be a decimal integer, not {index:?}")))?;
+    let (_, entry) = r.entry(index)?;
+    let event = Event::decode(&entry);
+    let rejection = r.catalog.rejection(index).map_err(RegistryError::from)?;
+    let snap = r.log.snapshot();
+    let (leaf, proof): (Hash, Vec<Hash>) = r.log.leaf_and_inclusion_proof(&snap, index, snap.size())?;
+    Ok(Json(serde_json::json!({
+        "index": index,
+        "entry": BASE64_STANDARD.encode(&entry),
+        "leaf_hash": b64(&leaf),
+        "event": event.as_ref().ok(),
+        "not_an_event": event.as_ref().err().map(|e| e.to_string()),
+        "rejected": rejection,
+        "tree_size": snap.size(),
+        "inclusion_proof": B64List(&proof),
+        "checkpoint": note_str(&snap.checkpoint),
+        "tlog_proof": tlog_proof_text(index, proof.clone(), &snap.checkpoint),
+    }))
+    .into_response())
+}

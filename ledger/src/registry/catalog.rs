@@ -1,0 +1,390 @@
+//! The catalog: the registry's state, indexed for queries, kept in one RocksDB column
+//! family per log. It is a pure function of the log: [`Catalog::apply`] reads entries in
+//! log order and nothing else, so `ledger reindex` (clear, then apply every entry) must
+//! produce byte-identical contents, and a test checks that it does.
+//!
+//! Keys (all text parts are validated names, so they never contain NUL):
+//!
+//! | key | value |
+//! |---|---|
+//! | `m:applied` | next entry index to apply (u64 BE) |
+//! | `m:other` | entries that are not registry events (u64 BE) |
+//! | `v:<name>\0<version>` | [`VersionState`] (JSON) |
+//! | `a:<name>\0<alias>` | [`AliasState`] (JSON) |
+//! | `d:<digest 32 B><name>\0<version>` | versions with this digest |
+//! | `h:V<name>\0<version>\0<index BE>`, `h:A<name>\0<alias>\0<index BE>` | a subject's history |
+//! | `l:<target>\0<index BE>` | incoming lineage link (JSON [`LinkIn`]); target `V<name>\0<version>` or `U<uri>` |
+//! | `x:<index BE>` | why an entry that decodes as an event was rejected |
+
+use super::state::{AliasState, VersionState};
+use ledger_client::digest::Digest;
+use ledger_client::event::{Event, Relation, Subject, Target};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tlog_tiles::Hash;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog storage: {0}")]
+    Io(String),
+    #[error("catalog is corrupt: {0}")]
+    Corrupt(String),
+    #[error("entries must be applied in order: the catalog is at {applied}, not {start}")]
+    OutOfOrder { applied: u64, start: u64 },
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+fn io(e: rocksdb::Error) -> CatalogError {
+    CatalogError::Io(e.to_string())
+}
+
+/// A lineage link seen from its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkIn {
+    pub index: u64,
+    pub name: String,
+    pub version: String,
+    pub rel: Relation,
+}
+
+/// What one applied entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a registry event (an opaque entry of the log).
+    Other,
+    Accepted,
+    Rejected(String),
+}
+
+pub struct Catalog {
+    db: Arc<DB>,
+    cf: String,
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+const APPLIED: &[u8] = b"m:applied";
+const OTHER: &[u8] = b"m:other";
+
+fn version_key(name: &str, version: &str) -> Vec<u8> {
+    [b"v:", name.as_bytes(), b"\0", version.as_bytes()].concat()
+}
+
+fn alias_key(name: &str, alias: &str) -> Vec<u8> {
+    [b"a:", name.as_bytes(), b"\0", alias.as_bytes()].concat()
+}
+
+fn subject_prefix(s: &Subject) -> Vec<u8> {
+    match s {
+        Subject::Version { name, version } => {
+            [b"h:V", name.as_bytes(), b"\0", version.as_bytes(), b"\0"].concat()
+        }
+        Subject::Alias { name, alias } => {
+            [b"h:A", name.as_bytes(), b"\0", alias.as_bytes(), b"\0"].concat()
+        }
+    }
+}
+
+fn target_prefix(t: &Target) -> Vec<u8> {
+    match t {
+        Target::Artifact(a) => [b"l:V", a.name.as_bytes(), b"\0", a.version.as_bytes(), b"\0"].concat(),
+        Target::Uri(u) => [b"l:U", u.as_bytes(), b"\0"].concat(),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Our own plain structs: serialising them cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Catalog {
+    pub fn open(db: Arc<DB>, cf: String) -> Result<Self> {
+        if db.cf_handle(&cf).is_none() {
+            return Err(CatalogError::Io(format!("missing column family {cf}")));
+        }
+        let c = Self {
+            db,
+            cf,
+            applied: tokio::sync::watch::channel(0).0,
+        };
+        let applied = c.get_u64(APPLIED)?;
+        c.applied.send_replace(applied);
+        Ok(c)
+    }
+
+    fn cf(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| CatalogError::Io(format!("missing column family {}", self.cf)))
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf()?, key).map_err(io)
+    }
+
+    fn get_u64(&self, key: &[u8]) -> Result<u64> {
+        match self.get(key)? {
+            None => Ok(0),
+            Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                CatalogError::Corrupt(format!("{} is not a u64", String::from_utf8_lossy(key)))
+            })?)),
+        }
+    }
+
+    fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.get(key)?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| {
+                    CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key)))
+                })
+            })
+            .transpose()
+    }
+
+    /// Visits every key with `prefix`, in key order.
+    fn scan(&self, prefix: &[u8], mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        let it = self
+            .db
+            .iterator_cf(self.cf()?, IteratorMode::From(prefix, Direction::Forward));
+        for item in it {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            visit(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// The next entry index to apply: everything before it is in the catalog.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Tells when `applied` moves.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Applies the log's entries `start..start + entries.len()`, in order.
+    pub fn apply(&self, start: u64, entries: &[bytes::Bytes]) -> Result<Vec<Verdict>> {
+        let applied = self.applied();
+        if start != applied {
+            return Err(CatalogError::OutOfOrder { applied, start });
+        }
+        let mut other = self.get_u64(OTHER)?;
+        let mut verdicts = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let index = start + i as u64;
+            let mut b = WriteBatch::default();
+            let verdict = match Event::decode(entry) {
+                Err(_) => {
+                    other += 1;
+                    Verdict::Other
+                }
+                Ok(ev) => {
+                    let leaf = tlog_tiles::record_hash(entry);
+                    match self.stage(&mut b, &ev, index, leaf)? {
+                        Ok(()) => Verdict::Accepted,
+                        Err(reason) => {
+                            // Nothing of a rejected entry reaches the state or its history.
+                            b = WriteBatch::default();
+                            let mut k = b"x:".to_vec();
+                            k.extend_from_slice(&index.to_be_bytes());
+                            b.put_cf(self.cf()?, k, reason.as_bytes());
+                            Verdict::Rejected(reason)
+                        }
+                    }
+                }
+            };
+            let last = i + 1 == entries.len();
+            // Opaque entries change nothing but counters: write those once per call.
+            if verdict != Verdict::Other || last {
+                b.put_cf(self.cf()?, APPLIED, (index + 1).to_be_bytes());
+                b.put_cf(self.cf()?, OTHER, other.to_be_bytes());
+                self.db.write(b).map_err(io)?;
+            }
+            verdicts.push(verdict);
+        }
+        self.applied.send_replace(start + entries.len() as u64);
+        Ok(verdicts)
+    }
+
+    /// Adds to `b` what accepting `ev` changes, or says why it does not apply.
+    fn stage(
+        &self,
+        b: &mut WriteBatch,
+        ev: &Event,
+        index: u64,
+        leaf: Hash,
+    ) -> Result<std::result::Result<(), String>> {
+        let cf = self.cf()?;
+        let mut history = subject_prefix(&ev.subject());
+        history.extend_from_slice(&index.to_be_bytes());
+        b.put_cf(cf, history, b"");
+        if let Event::AliasMoved(a) = ev {
+            if let Some(to) = &a.to {
+                match self.version(&a.name, to)? {
+                    None => return Ok(Err(format!("{}@{to} does not exist", a.name))),
+                    Some(v) if v.tombstone.is_some() => {
+                        return Ok(Err(format!("{}@{to} is tombstoned", a.name)))
+                    }
+                    Some(_) => {}
+                }
+            }
+            let key = alias_key(&a.name, &a.alias);
+            let old: Option<AliasState> = self.get_json(&key)?;
+            return Ok(AliasState::apply(old.as_ref(), a, index, leaf).map(|s| {
+                b.put_cf(cf, key, json(&s));
+            }));
+        }
+        let Subject::Version { name, version } = ev.subject() else {
+            return Ok(Err("not an event about a version".into()));
+        };
+        if let Event::Lineage(l) = ev {
+            for link in &l.links {
+                if let Target::Artifact(t) = &link.target {
+                    match self.version(&t.name, &t.version)? {
+                        Some(v) if v.digest == t.digest => {}
+                        Some(v) => {
+                            return Ok(Err(format!(
+                                "lineage target {}@{} has digest {}, not {}",
+                                t.name, t.version, v.digest, t.digest
+                            )))
+                        }
+                        None => {
+                            return Ok(Err(format!(
+                                "lineage target {}@{} does not exist",
+                                t.name, t.version
+                            )))
+                        }
+                    }
+                }
+                let mut k = target_prefix(&link.target);
+                k.extend_from_slice(&index.to_be_bytes());
+                let incoming = LinkIn {
+                    index,
+                    name: name.clone(),
+                    version: version.clone(),
+                    rel: link.rel,
+                };
+                b.put_cf(cf, k, json(&incoming));
+            }
+        }
+        let key = version_key(&name, &version);
+        let old: Option<VersionState> = self.get_json(&key)?;
+        Ok(VersionState::apply(old.as_ref(), ev, index, leaf).map(|s| {
+            if let Event::Published(p) = ev {
+                let d = [b"d:", &p.digest.0[..], name.as_bytes(), b"\0", version.as_bytes()].concat();
+                b.put_cf(cf, d, b"");
+            }
+            b.put_cf(cf, key, json(&s));
+        }))
+    }
+
+    pub fn version(&self, name: &str, version: &str) -> Result<Option<VersionState>> {
+        self.get_json(&version_key(name, version))
+    }
+
+    /// Every version of `name`, in version-string order.
+    pub fn versions(&self, name: &str) -> Result<Vec<VersionState>> {
+        let mut out = vec![];
+        let prefix = [b"v:", name.as_bytes(), b"\0"].concat();
+        self.scan(&prefix, |k, v| {
+            out.push(serde_json::from_slice(v).map_err(|e| {
+                CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k)))
+            })?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// (name, version) of every version with these bytes.
+    pub fn by_digest(&self, d: &Digest) -> Result<Vec<(String, String)>> {
+        let prefix = [b"d:", &d.0[..]].concat();
+        let mut out = vec![];
+        self.scan(&prefix, |k, _| {
+            let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let (n, v) = rest
+                .split_once('\0')
+                .ok_or_else(|| CatalogError::Corrupt("digest index key".into()))?;
+            out.push((n.to_string(), v.to_string()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    pub fn alias(&self, name: &str, alias: &str) -> Result<Option<AliasState>> {
+        self.get_json(&alias_key(name, alias))
+    }
+
+    pub fn aliases(&self, name: &str) -> Result<Vec<AliasState>> {
+        let mut out = vec![];
+        let prefix = [b"a:", name.as_bytes(), b"\0"].concat();
+        self.scan(&prefix, |k, v| {
+            out.push(serde_json::from_slice(v).map_err(|e| {
+                CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k)))
+            })?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Indexes of the subject's accepted entries, oldest first: its chain.
+    pub fn history(&self, s: &Subject) -> Result<Vec<u64>> {
+        let prefix = subject_prefix(s);
+        let mut out = vec![];
+        self.scan(&prefix, |k, _| {
+            let i: [u8; 8] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| CatalogError::Corrupt("history key".into()))?;
+            out.push(u64::from_be_bytes(i));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Links that point at `target`, oldest first.
+    pub fn linked_from(&self, target: &Target) -> Result<Vec<LinkIn>> {
+        let prefix = target_prefix(target);
+        let mut out = vec![];
+        self.scan(&prefix, |k, v| {
+            out.push(serde_json::from_slice(v).map_err(|e| {
+                CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k)))
+            })?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Why the entry at `index` was rejected, if it was.
+    pub fn rejection(&self, index: u64) -> Result<Option<String>> {
+        let mut k = b"x:".to_vec();
+        k.extend_from_slice(&index.to_be_bytes());
+        Ok(self.get(&k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every key and value: what `ledger reindex` must reproduce exactly.
+    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = vec![];
+        self.scan(b"", |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Empties the catalog (before a rebuild from the log).
+    pub fn clear(&self) -> Result<()> {
+        let cf = self.cf()?;
+        let mut b = WriteBatch::default();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item.map_err(io)?;
+            b.delete_cf(cf, k);
+        }
+        self.db.write(b).map_err(io)?;
+        self.applied.send_replace(0);
+        Ok(())
+    }
+}
