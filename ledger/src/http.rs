@@ -44,7 +44,10 @@ type Shared = Arc<AppState>;
 pub fn router(state: Shared) -> Router {
     let blobs = Router::new()
         .route("/v2/", get(crate::registry::oci::base))
-        .route("/v2/{*rest}", axum::routing::any(crate::registry::oci::dispatch))
+        .route(
+            "/v2/{*rest}",
+            axum::routing::any(crate::registry::oci::dispatch),
+        )
         .with_state(state.uploads.clone());
     let entries = Router::new()
         .route("/{log}/tile/entries/{*path}", get(entry_bundle))

@@ -566,7 +566,7 @@ impl ExpandedTile {
     }
 
     fn offset(height: u32) -> usize {
-        2 * TILE_WIDTH - (2 * TILE_WIDTH >> height)
+        2 * TILE_WIDTH - ((2 * TILE_WIDTH) >> height)
     }
 
     fn node(&self, height: u32, pos: usize) -> Option<Hash> {

@@ -1,15 +1,15 @@
 //! Process wiring: open storage, recover every log, start sequencers, serve HTTP.
 
-use crate::http::{self, AppState, LogHandle};
 use crate::blob::fs::FsStore;
 use crate::blob::s3::{S3Config, S3Store};
 use crate::blob::seal::MasterKey;
 use crate::blob::{BlobStore, Blobs};
+use crate::http::{self, AppState, LogHandle};
 use crate::keys;
+use crate::log::Log;
 use crate::registry::catalog::Catalog;
 use crate::registry::service::Registry as ArtifactRegistry;
 use crate::registry::uploads::Uploads;
-use crate::log::Log;
 use crate::sequencer::{self, PoolConfig};
 use crate::store::rocks::RocksDb;
 use anyhow::{bail, Context, Result};
@@ -98,19 +98,28 @@ async fn open_blobs(config: &ServerConfig) -> Result<Arc<Uploads>> {
     let b = &config.blobs;
     let backend: Arc<dyn BlobStore> = match &b.backend {
         BlobBackend::Fs(dir) => Arc::new(
-            FsStore::open(dir).with_context(|| format!("opening blob directory {}", dir.display()))?,
+            FsStore::open(dir)
+                .with_context(|| format!("opening blob directory {}", dir.display()))?,
         ),
-        BlobBackend::S3(cfg) => Arc::new(S3Store::new(cfg.clone()).context("configuring S3 blob store")?),
+        BlobBackend::S3(cfg) => {
+            Arc::new(S3Store::new(cfg.clone()).context("configuring S3 blob store")?)
+        }
     };
     let seal = match &b.seal_key {
         Some(p) => Some(
-            MasterKey::load(p).with_context(|| format!("loading blob master key {}", p.display()))?,
+            MasterKey::load(p)
+                .with_context(|| format!("loading blob master key {}", p.display()))?,
         ),
         None => None,
     };
     let blobs = Arc::new(Blobs::new(backend, seal));
-    let uploads = Uploads::open(&config.data_dir.join("uploads"), blobs, b.max_bytes, UPLOAD_EXPIRY)
-        .context("opening upload sessions")?;
+    let uploads = Uploads::open(
+        &config.data_dir.join("uploads"),
+        blobs,
+        b.max_bytes,
+        UPLOAD_EXPIRY,
+    )
+    .context("opening upload sessions")?;
     Ok(Arc::new(uploads))
 }
 

@@ -158,6 +158,11 @@ async fn dropped_or_aborted_writers_leave_nothing() {
         sw.pending_multipart_uploads()
     );
 
+    // SeaweedFS keeps pending uploads under the bucket's `.uploads` directory: not objects,
+    // even to a store at the bucket's root.
+    let root = S3Store::new(sw.config("")).unwrap();
+    assert_eq!(root.list().await.unwrap(), vec![], "pending uploads listed");
+
     drop(hinted);
     drop(staged);
     aborted.abort().await;

@@ -4,17 +4,24 @@
 use ledger_e2e::{binary, Ledger};
 use std::process::Command;
 
-/// The shell block after the "Terminal 2" line of README.md.
+/// The shell blocks after each "Terminal 2" line of README.md, in order.
 fn walkthrough() -> String {
     // Compiled in, so cargo rebuilds this test whenever the README changes.
     let readme = include_str!("../../README.md");
-    let start = readme
-        .find("Terminal 2")
-        .expect("README has a Terminal 2 section");
-    let rest = &readme[start..];
-    let open = rest.find("```sh\n").expect("shell block") + 6;
-    let close = rest[open..].find("```").expect("closed block");
-    rest[open..open + close].to_string()
+    let blocks: Vec<&str> = readme
+        .match_indices("Terminal 2")
+        .map(|(start, _)| {
+            let rest = &readme[start..];
+            let open = rest.find("```sh\n").expect("shell block") + 6;
+            let close = rest[open..].find("```").expect("closed block");
+            &rest[open..open + close]
+        })
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "README has the log and the registry walk-throughs"
+    );
+    blocks.join("\n")
 }
 
 #[test]
@@ -57,7 +64,9 @@ fn the_readme_walkthrough_runs_as_written() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // And it did what it says: four entries, a proof file, a saved checkpoint.
+    // And it did what it says: four raw entries, a proof file, a saved checkpoint; then
+    // five registry events (two publishes, lineage, approval, alias move; a pull logs
+    // nothing) and the pulled copy.
     assert!(work.path().join("entry.tlog-proof").exists());
     assert!(work.path().join("saved.checkpoint").exists());
     let cp = ureq::get(&ledger.url("/artifacts/checkpoint"))
@@ -66,5 +75,9 @@ fn the_readme_walkthrough_runs_as_written() {
         .into_body()
         .read_to_string()
         .unwrap();
-    assert_eq!(cp.lines().nth(1), Some("4"), "{cp}");
+    assert_eq!(cp.lines().nth(1), Some("9"), "{cp}");
+    assert_eq!(
+        std::fs::read(work.path().join("pulled.bin")).unwrap(),
+        std::fs::read(work.path().join("model.bin")).unwrap()
+    );
 }

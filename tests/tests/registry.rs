@@ -24,8 +24,17 @@ fn call(a: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    let body = r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap_or_default();
-    Resp { status, headers, body }
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn start(args: &[&str]) -> (tempfile::TempDir, Ledger) {
@@ -48,23 +57,52 @@ fn oci_error(r: &Resp, status: u16, code: &str) {
 
 fn upload(a: &ureq::Agent, l: &Ledger, bytes: &[u8]) -> Digest {
     let d = Digest::of(bytes);
-    let r = call(a, "POST", &l.url(&format!("/v2/models/x/blobs/uploads/?digest={d}")), &[("content-type", "application/octet-stream")], bytes);
+    let r = call(
+        a,
+        "POST",
+        &l.url(&format!("/v2/models/x/blobs/uploads/?digest={d}")),
+        &[("content-type", "application/octet-stream")],
+        bytes,
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     d
 }
 
 fn write(a: &ureq::Agent, l: &Ledger, what: &str, body: Value) -> Resp {
-    post(a, &l.url(&format!("/registry/v1/{what}")), "application/json", body.to_string().as_bytes()).unwrap()
+    post(
+        a,
+        &l.url(&format!("/registry/v1/{what}")),
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+    .unwrap()
 }
 
 /// Checks a write's receipt offline: signed checkpoint, inclusion of the entry's leaf, and
 /// that the entry is the event the answer describes.
 fn verified(l: &Ledger, r: &Resp) -> (u64, Event) {
-    assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.text());
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.text()
+    );
     let j = r.json();
-    let entry = BASE64_STANDARD.decode(j["entry"].as_str().unwrap()).unwrap();
-    let cp = verify_checkpoint(j["checkpoint"].as_str().unwrap().as_bytes(), &[l.vkey("artifacts")], None).unwrap();
-    let proof: Vec<Hash> = j["inclusion_proof"].as_array().unwrap().iter().map(|h| hash_from_base64(h.as_str().unwrap()).unwrap()).collect();
+    let entry = BASE64_STANDARD
+        .decode(j["entry"].as_str().unwrap())
+        .unwrap();
+    let cp = verify_checkpoint(
+        j["checkpoint"].as_str().unwrap().as_bytes(),
+        &[l.vkey("artifacts")],
+        None,
+    )
+    .unwrap();
+    let proof: Vec<Hash> = j["inclusion_proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash_from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
     let index = j["index"].as_u64().unwrap();
     verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).unwrap();
     let ev = Event::decode(&entry).unwrap();
@@ -78,21 +116,48 @@ fn a_chunked_upload_follows_the_distribution_spec_and_checks_the_digest() {
     let a = agent();
     let blob = random(300_000);
     let d = Digest::of(&blob);
-    let r = call(&a, "POST", &l.url("/v2/models/llama/blobs/uploads/"), &[], b"");
+    let r = call(
+        &a,
+        "POST",
+        &l.url("/v2/models/llama/blobs/uploads/"),
+        &[],
+        b"",
+    );
     assert_eq!(r.status, 202);
     let loc = l.url(r.header("location").unwrap());
     assert_eq!(r.header("upload-offset"), Some("0"));
 
-    let r = call(&a, "PATCH", &loc, &[("content-range", "0-99999"), ("content-type", "application/octet-stream")], &blob[..100_000]);
+    let r = call(
+        &a,
+        "PATCH",
+        &loc,
+        &[
+            ("content-range", "0-99999"),
+            ("content-type", "application/octet-stream"),
+        ],
+        &blob[..100_000],
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.header("range"), Some("0-99999"));
     assert_eq!(r.header("upload-offset"), Some("100000"));
     // A chunk that does not start at the offset is refused with where to resume.
-    let r = call(&a, "PATCH", &loc, &[("content-range", "200000-299999")], &blob[200_000..]);
+    let r = call(
+        &a,
+        "PATCH",
+        &loc,
+        &[("content-range", "200000-299999")],
+        &blob[200_000..],
+    );
     oci_error(&r, 416, "BLOB_UPLOAD_INVALID");
     assert_eq!(r.header("upload-offset"), Some("100000"));
     // A range that disagrees with the body length is refused.
-    let r = call(&a, "PATCH", &loc, &[("content-range", "100000-100009")], &blob[100_000..100_005]);
+    let r = call(
+        &a,
+        "PATCH",
+        &loc,
+        &[("content-range", "100000-100009")],
+        &blob[100_000..100_005],
+    );
     oci_error(&r, 400, "SIZE_INVALID");
     let r = call(&a, "GET", &loc, &[], b"");
     assert_eq!((r.status, r.header("upload-offset")), (204, Some("100000")));
@@ -101,19 +166,67 @@ fn a_chunked_upload_follows_the_distribution_spec_and_checks_the_digest() {
     assert_eq!(r.header("upload-offset"), Some("200000"));
     // A wrong digest ends the session and keeps nothing.
     let wrong = Digest::of(b"other");
-    let r = call(&a, "PUT", &format!("{loc}?digest={wrong}"), &[], &blob[200_000..]);
+    let r = call(
+        &a,
+        "PUT",
+        &format!("{loc}?digest={wrong}"),
+        &[],
+        &blob[200_000..],
+    );
     oci_error(&r, 400, "DIGEST_INVALID");
     assert_eq!(call(&a, "GET", &loc, &[], b"").status, 404);
-    assert_eq!(call(&a, "HEAD", &l.url(&format!("/v2/models/llama/blobs/{wrong}")), &[], b"").status, 404);
-    assert_eq!(call(&a, "HEAD", &l.url(&format!("/v2/models/llama/blobs/{d}")), &[], b"").status, 404);
+    assert_eq!(
+        call(
+            &a,
+            "HEAD",
+            &l.url(&format!("/v2/models/llama/blobs/{wrong}")),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        call(
+            &a,
+            "HEAD",
+            &l.url(&format!("/v2/models/llama/blobs/{d}")),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
 
     // Again, completed properly.
-    let loc = l.url(call(&a, "POST", &l.url("/v2/models/llama/blobs/uploads/"), &[], b"").header("location").unwrap());
+    let loc = l.url(
+        call(
+            &a,
+            "POST",
+            &l.url("/v2/models/llama/blobs/uploads/"),
+            &[],
+            b"",
+        )
+        .header("location")
+        .unwrap(),
+    );
     call(&a, "PATCH", &loc, &[], &blob[..150_000]);
-    let r = call(&a, "PUT", &format!("{loc}?digest={d}"), &[], &blob[150_000..]);
+    let r = call(
+        &a,
+        "PUT",
+        &format!("{loc}?digest={d}"),
+        &[],
+        &blob[150_000..],
+    );
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.header("docker-content-digest"), Some(d.to_string().as_str()));
-    assert_eq!(r.header("location"), Some(format!("/v2/models/llama/blobs/{d}").as_str()));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(d.to_string().as_str())
+    );
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/models/llama/blobs/{d}").as_str())
+    );
 
     // Downloads: whole, ranges, conditional; any name finds the blob.
     let url = l.url(&format!("/v2/datasets/other/blobs/{d}"));
@@ -121,7 +234,10 @@ fn a_chunked_upload_follows_the_distribution_spec_and_checks_the_digest() {
     assert_eq!((r.status, r.body == blob), (200, true));
     assert_eq!(r.header("etag"), Some(format!("\"{d}\"").as_str()));
     let r = call(&a, "HEAD", &url, &[], b"");
-    assert_eq!((r.status, r.header("content-length")), (200, Some("300000")));
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (200, Some("300000"))
+    );
     let r = call(&a, "GET", &url, &[("range", "bytes=1000-1999")], b"");
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &blob[1000..2000]);
@@ -131,7 +247,13 @@ fn a_chunked_upload_follows_the_distribution_spec_and_checks_the_digest() {
     let r = call(&a, "GET", &url, &[("range", "bytes=300000-")], b"");
     assert_eq!(r.status, 416);
     assert_eq!(r.header("content-range"), Some("bytes */300000"));
-    let r = call(&a, "GET", &url, &[("if-none-match", &format!("\"{d}\""))], b"");
+    let r = call(
+        &a,
+        "GET",
+        &url,
+        &[("if-none-match", &format!("\"{d}\""))],
+        b"",
+    );
     assert_eq!((r.status, r.body.len()), (304, 0));
     // Bytes leave only through a logged tombstone.
     oci_error(&call(&a, "DELETE", &url, &[], b""), 405, "UNSUPPORTED");
@@ -143,24 +265,46 @@ fn an_upload_resumes_where_it_stopped_after_the_server_is_killed() {
     let mut l = Ledger::start(dir.path(), &[]);
     let a = agent();
     let blob = random(1 << 20);
-    let loc = call(&a, "POST", &l.url("/v2/m/blobs/uploads/"), &[], b"").header("location").unwrap().to_string();
-    let r = call(&a, "PATCH", &l.url(&loc), &[("content-range", "0-399999")], &blob[..400_000]);
+    let loc = call(&a, "POST", &l.url("/v2/m/blobs/uploads/"), &[], b"")
+        .header("location")
+        .unwrap()
+        .to_string();
+    let r = call(
+        &a,
+        "PATCH",
+        &l.url(&loc),
+        &[("content-range", "0-399999")],
+        &blob[..400_000],
+    );
     assert_eq!(r.status, 202);
     l.kill9();
     let l = Ledger::start(dir.path(), &[]);
     let r = call(&a, "GET", &l.url(&loc), &[], b"");
     assert_eq!((r.status, r.header("upload-offset")), (204, Some("400000")));
-    call(&a, "PATCH", &l.url(&loc), &[("content-range", &format!("400000-{}", blob.len() - 1))], &blob[400_000..]);
+    call(
+        &a,
+        "PATCH",
+        &l.url(&loc),
+        &[("content-range", &format!("400000-{}", blob.len() - 1))],
+        &blob[400_000..],
+    );
     let d = Digest::of(&blob);
-    assert_eq!(call(&a, "PUT", &l.url(&format!("{loc}?digest={d}")), &[], b"").status, 201);
-    assert_eq!(call(&a, "GET", &l.url(&format!("/v2/m/blobs/{d}")), &[], b"").body, blob);
+    assert_eq!(
+        call(&a, "PUT", &l.url(&format!("{loc}?digest={d}")), &[], b"").status,
+        201
+    );
+    assert_eq!(
+        call(&a, "GET", &l.url(&format!("/v2/m/blobs/{d}")), &[], b"").body,
+        blob
+    );
 }
 
 /// Speaks HTTP/1.1 by hand, to send headers that promise a body which never comes.
 fn raw_request(l: &Ledger, head: &str) -> String {
     let addr = l.base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     s.write_all(head.as_bytes()).unwrap();
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).unwrap_or(0);
@@ -180,7 +324,13 @@ fn a_blob_already_stored_is_acknowledged_without_its_body() {
     );
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     // The same for a cross-repository mount.
-    let r = call(&a, "POST", &l.url(&format!("/v2/other/blobs/uploads/?mount={d}&from=m")), &[], b"");
+    let r = call(
+        &a,
+        "POST",
+        &l.url(&format!("/v2/other/blobs/uploads/?mount={d}&from=m")),
+        &[],
+        b"",
+    );
     assert_eq!(r.status, 201);
 }
 
@@ -190,25 +340,75 @@ fn uploads_that_do_not_match_their_declaration_keep_nothing() {
     let a = agent();
     let blob = random(5000);
     let wrong = Digest::of(b"not these bytes");
-    let r = call(&a, "POST", &l.url(&format!("/v2/m/blobs/uploads/?digest={wrong}")), &[], &blob);
+    let r = call(
+        &a,
+        "POST",
+        &l.url(&format!("/v2/m/blobs/uploads/?digest={wrong}")),
+        &[],
+        &blob,
+    );
     oci_error(&r, 400, "DIGEST_INVALID");
-    assert_eq!(call(&a, "HEAD", &l.url(&format!("/v2/m/blobs/{}", Digest::of(&blob))), &[], b"").status, 404);
+    assert_eq!(
+        call(
+            &a,
+            "HEAD",
+            &l.url(&format!("/v2/m/blobs/{}", Digest::of(&blob))),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
     // Over the size limit: refused by the declared length, and by counting when chunked.
     let big = random(100_001);
-    let r = call(&a, "POST", &l.url(&format!("/v2/m/blobs/uploads/?digest={}", Digest::of(&big))), &[], &big);
+    let r = call(
+        &a,
+        "POST",
+        &l.url(&format!("/v2/m/blobs/uploads/?digest={}", Digest::of(&big))),
+        &[],
+        &big,
+    );
     oci_error(&r, 413, "SIZE_INVALID");
-    let loc = l.url(call(&a, "POST", &l.url("/v2/m/blobs/uploads/"), &[], b"").header("location").unwrap());
+    let loc = l.url(
+        call(&a, "POST", &l.url("/v2/m/blobs/uploads/"), &[], b"")
+            .header("location")
+            .unwrap(),
+    );
     assert_eq!(call(&a, "PATCH", &loc, &[], &big[..90_000]).status, 202);
-    oci_error(&call(&a, "PATCH", &loc, &[], &big[90_000..]), 413, "SIZE_INVALID");
+    oci_error(
+        &call(&a, "PATCH", &loc, &[], &big[90_000..]),
+        413,
+        "SIZE_INVALID",
+    );
     // Hostile paths and parameters.
     for (m, p, status, code) in [
         ("POST", "/v2/UPPER/blobs/uploads/", 400, "NAME_INVALID"),
         ("POST", "/v2/a/../b/blobs/uploads/", 400, "NAME_INVALID"),
         ("GET", "/v2/m/blobs/sha256:xyz", 400, "DIGEST_INVALID"),
-        ("GET", "/v2/m/blobs/uploads/../../etc", 404, "BLOB_UPLOAD_UNKNOWN"),
-        ("GET", "/v2/m/blobs/uploads/0123456789abcdef0123456789abcdef", 404, "BLOB_UPLOAD_UNKNOWN"),
-        ("PUT", "/v2/m/blobs/uploads/0123456789abcdef0123456789abcdef", 400, "DIGEST_INVALID"),
-        ("POST", "/v2/m/blobs/uploads/?digest=md5:abc", 400, "DIGEST_INVALID"),
+        (
+            "GET",
+            "/v2/m/blobs/uploads/../../etc",
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/m/blobs/uploads/0123456789abcdef0123456789abcdef",
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "PUT",
+            "/v2/m/blobs/uploads/0123456789abcdef0123456789abcdef",
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "POST",
+            "/v2/m/blobs/uploads/?digest=md5:abc",
+            400,
+            "DIGEST_INVALID",
+        ),
         ("GET", "/v2/m/manifests/latest", 404, "UNSUPPORTED"),
     ] {
         let r = call(&a, m, &l.url(p), &[], b"");
@@ -226,70 +426,242 @@ fn a_version_binds_to_one_digest_forever_and_every_change_is_a_verified_receipt(
     let model = upload(&a, &l, b"model weights v1");
     let other = upload(&a, &l, b"model weights, different");
 
-    let (i0, _) = verified(&l, &write(&a, &l, "publish", json!({"name": "datasets/corpus", "version": "2026-01", "kind": "dataset", "digest": data, "actor": "carol", "meta": {"licence": "CC-BY-4.0"}})));
-    let r = write(&a, &l, "publish", json!({"name": "models/demo", "version": "1.0", "kind": "model", "digest": model, "size": 16, "actor": "alice"}));
+    let (i0, _) = verified(
+        &l,
+        &write(
+            &a,
+            &l,
+            "publish",
+            json!({"name": "datasets/corpus", "version": "2026-01", "kind": "dataset", "digest": data, "actor": "carol", "meta": {"licence": "CC-BY-4.0"}}),
+        ),
+    );
+    let r = write(
+        &a,
+        &l,
+        "publish",
+        json!({"name": "models/demo", "version": "1.0", "kind": "model", "digest": model, "size": 16, "actor": "alice"}),
+    );
     assert_eq!(r.status, 201);
     let (i1, ev) = verified(&l, &r);
     assert_eq!(ev.type_name(), "published");
     // The same bytes again: the original receipt. Different bytes: 409, nothing logged.
-    let r = write(&a, &l, "publish", json!({"name": "models/demo", "version": "1.0", "kind": "model", "digest": model, "actor": "alice"}));
-    assert_eq!((r.status, r.json()["existing"].as_bool()), (200, Some(true)));
+    let r = write(
+        &a,
+        &l,
+        "publish",
+        json!({"name": "models/demo", "version": "1.0", "kind": "model", "digest": model, "actor": "alice"}),
+    );
+    assert_eq!(
+        (r.status, r.json()["existing"].as_bool()),
+        (200, Some(true))
+    );
     assert_eq!(verified(&l, &r).0, i1);
     let size_before = get(&a, &l.url("/artifacts/checkpoint")).unwrap().text();
-    let r = write(&a, &l, "publish", json!({"name": "models/demo", "version": "1.0", "kind": "model", "digest": other, "actor": "mallory"}));
+    let r = write(
+        &a,
+        &l,
+        "publish",
+        json!({"name": "models/demo", "version": "1.0", "kind": "model", "digest": other, "actor": "mallory"}),
+    );
     assert_eq!(r.status, 409, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "conflict");
-    assert_eq!(get(&a, &l.url("/artifacts/checkpoint")).unwrap().text(), size_before);
+    assert_eq!(
+        get(&a, &l.url("/artifacts/checkpoint")).unwrap().text(),
+        size_before
+    );
     // A blob that was never uploaded, or a size that lies.
-    let r = write(&a, &l, "publish", json!({"name": "models/demo", "version": "2.0", "kind": "model", "digest": Digest::of(b"nope"), "actor": "alice"}));
+    let r = write(
+        &a,
+        &l,
+        "publish",
+        json!({"name": "models/demo", "version": "2.0", "kind": "model", "digest": Digest::of(b"nope"), "actor": "alice"}),
+    );
     assert_eq!(r.status, 422);
-    let r = write(&a, &l, "publish", json!({"name": "models/demo", "version": "2.0", "kind": "model", "digest": model, "size": 17, "actor": "alice"}));
+    let r = write(
+        &a,
+        &l,
+        "publish",
+        json!({"name": "models/demo", "version": "2.0", "kind": "model", "digest": model, "size": 17, "actor": "alice"}),
+    );
     assert_eq!(r.status, 422);
 
     // Lifecycle follows the state machine; each step names the previous entry.
-    let r = write(&a, &l, "lifecycle", json!({"name": "models/demo", "version": "1.0", "to": "released", "actor": "bob"}));
+    let r = write(
+        &a,
+        &l,
+        "lifecycle",
+        json!({"name": "models/demo", "version": "1.0", "to": "released", "actor": "bob"}),
+    );
     assert_eq!(r.status, 409, "{}", r.text());
-    let (i2, ev) = verified(&l, &write(&a, &l, "lifecycle", json!({"name": "models/demo", "version": "1.0", "to": "approved", "actor": "bob", "reason": "eval passed"})));
+    let (i2, ev) = verified(
+        &l,
+        &write(
+            &a,
+            &l,
+            "lifecycle",
+            json!({"name": "models/demo", "version": "1.0", "to": "approved", "actor": "bob", "reason": "eval passed"}),
+        ),
+    );
     assert_eq!(ev.prev().unwrap().index, i1);
-    let (i3, _) = verified(&l, &write(&a, &l, "lineage", json!({"name": "models/demo", "version": "1.0", "actor": "ci", "links": [
+    let (i3, _) = verified(
+        &l,
+        &write(
+            &a,
+            &l,
+            "lineage",
+            json!({"name": "models/demo", "version": "1.0", "actor": "ci", "links": [
         {"rel": "trained_from", "artifact": {"name": "datasets/corpus", "version": "2026-01", "digest": data}},
-        {"rel": "code_commit", "uri": "https://git.example/repo/commit/0123abcd"}]})));
-    let r = write(&a, &l, "lineage", json!({"name": "models/demo", "version": "1.0", "actor": "ci", "links": [
-        {"rel": "base_model", "artifact": {"name": "datasets/corpus", "version": "2026-01", "digest": model}}]}));
-    assert_eq!(r.status, 422, "a link whose digest is not the target's: {}", r.text());
-    let (i4, _) = verified(&l, &write(&a, &l, "alias", json!({"name": "models/demo", "alias": "production", "version": "1.0", "actor": "bob"})));
-    let (_i5, _) = verified(&l, &write(&a, &l, "metadata", json!({"name": "models/demo", "version": "1.0", "meta": {"accuracy": "0.91"}, "actor": "ci"})));
+        {"rel": "code_commit", "uri": "https://git.example/repo/commit/0123abcd"}]}),
+        ),
+    );
+    let r = write(
+        &a,
+        &l,
+        "lineage",
+        json!({"name": "models/demo", "version": "1.0", "actor": "ci", "links": [
+        {"rel": "base_model", "artifact": {"name": "datasets/corpus", "version": "2026-01", "digest": model}}]}),
+    );
+    assert_eq!(
+        r.status,
+        422,
+        "a link whose digest is not the target's: {}",
+        r.text()
+    );
+    let (i4, _) = verified(
+        &l,
+        &write(
+            &a,
+            &l,
+            "alias",
+            json!({"name": "models/demo", "alias": "production", "version": "1.0", "actor": "bob"}),
+        ),
+    );
+    let (_i5, _) = verified(
+        &l,
+        &write(
+            &a,
+            &l,
+            "metadata",
+            json!({"name": "models/demo", "version": "1.0", "meta": {"accuracy": "0.91"}, "actor": "ci"}),
+        ),
+    );
 
     // The catalog's answers.
-    let v = get(&a, &l.url("/registry/v1/version?name=models/demo&version=1.0")).unwrap().json();
+    let v = get(
+        &a,
+        &l.url("/registry/v1/version?name=models/demo&version=1.0"),
+    )
+    .unwrap()
+    .json();
     assert_eq!(v["version"]["stage"], "approved");
     assert_eq!(v["version"]["digest"], model.to_string());
     assert_eq!(v["version"]["meta"]["accuracy"], "0.91");
     assert_eq!(v["aliases"], json!(["production"]));
     // As of an earlier tree: before the approval, the version was a draft with no alias.
-    let v = get(&a, &l.url(&format!("/registry/v1/version?name=models/demo&version=1.0&as_of={i2}"))).unwrap().json();
-    assert_eq!((v["version"]["stage"].as_str(), v["aliases"].as_array().unwrap().len()), (Some("draft"), 0));
-    assert_eq!(get(&a, &l.url(&format!("/registry/v1/version?name=models/demo&version=1.0&as_of={i1}"))).unwrap().status, 404);
-    let h = get(&a, &l.url("/registry/v1/history?name=models/demo&version=1.0")).unwrap().json();
-    let idx: Vec<u64> = h["entries"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    let v = get(
+        &a,
+        &l.url(&format!(
+            "/registry/v1/version?name=models/demo&version=1.0&as_of={i2}"
+        )),
+    )
+    .unwrap()
+    .json();
+    assert_eq!(
+        (
+            v["version"]["stage"].as_str(),
+            v["aliases"].as_array().unwrap().len()
+        ),
+        (Some("draft"), 0)
+    );
+    assert_eq!(
+        get(
+            &a,
+            &l.url(&format!(
+                "/registry/v1/version?name=models/demo&version=1.0&as_of={i1}"
+            ))
+        )
+        .unwrap()
+        .status,
+        404
+    );
+    let h = get(
+        &a,
+        &l.url("/registry/v1/history?name=models/demo&version=1.0"),
+    )
+    .unwrap()
+    .json();
+    let idx: Vec<u64> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(&idx[..3], &[i1, i2, i3]);
-    let found = get(&a, &l.url(&format!("/registry/v1/digest/{model}"))).unwrap().json();
-    assert_eq!(found["versions"], json!([{"name": "models/demo", "version": "1.0"}]));
-    let g = get(&a, &l.url("/registry/v1/graph?name=datasets/corpus&version=2026-01")).unwrap().json();
+    let found = get(&a, &l.url(&format!("/registry/v1/digest/{model}")))
+        .unwrap()
+        .json();
+    assert_eq!(
+        found["versions"],
+        json!([{"name": "models/demo", "version": "1.0"}])
+    );
+    let g = get(
+        &a,
+        &l.url("/registry/v1/graph?name=datasets/corpus&version=2026-01"),
+    )
+    .unwrap()
+    .json();
     assert!(g["edges"].as_array().unwrap().contains(&json!({"from": "models/demo@1.0", "to": "datasets/corpus@2026-01", "rel": "trained_from"})), "{g}");
-    let g = get(&a, &l.url("/registry/v1/graph?name=models/demo&version=1.0")).unwrap().json();
+    let g = get(
+        &a,
+        &l.url("/registry/v1/graph?name=models/demo&version=1.0"),
+    )
+    .unwrap()
+    .json();
     assert_eq!(g["nodes"].as_array().unwrap().len(), 2, "{g}");
-    let al = get(&a, &l.url("/registry/v1/history?name=models/demo&alias=production")).unwrap().json();
+    let al = get(
+        &a,
+        &l.url("/registry/v1/history?name=models/demo&alias=production"),
+    )
+    .unwrap()
+    .json();
     assert_eq!(al["entries"][0]["index"].as_u64(), Some(i4));
     let _ = i0;
 
     // A tombstone purges the bytes and ends the chain; the log keeps digest and reason.
-    let (_, ev) = verified(&l, &write(&a, &l, "tombstone", json!({"name": "models/demo", "version": "1.0", "reason": "licence withdrawn", "actor": "legal"})));
+    let (_, ev) = verified(
+        &l,
+        &write(
+            &a,
+            &l,
+            "tombstone",
+            json!({"name": "models/demo", "version": "1.0", "reason": "licence withdrawn", "actor": "legal"}),
+        ),
+    );
     assert_eq!(ev.type_name(), "tombstone");
-    assert_eq!(call(&a, "HEAD", &l.url(&format!("/v2/m/blobs/{model}")), &[], b"").status, 404);
-    let r = write(&a, &l, "lifecycle", json!({"name": "models/demo", "version": "1.0", "to": "released", "actor": "bob"}));
+    assert_eq!(
+        call(
+            &a,
+            "HEAD",
+            &l.url(&format!("/v2/m/blobs/{model}")),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    let r = write(
+        &a,
+        &l,
+        "lifecycle",
+        json!({"name": "models/demo", "version": "1.0", "to": "released", "actor": "bob"}),
+    );
     assert_eq!(r.status, 409);
-    let v = get(&a, &l.url("/registry/v1/version?name=models/demo&version=1.0")).unwrap().json();
+    let v = get(
+        &a,
+        &l.url("/registry/v1/version?name=models/demo&version=1.0"),
+    )
+    .unwrap()
+    .json();
     assert_eq!(v["version"]["tombstone"]["reason"], "licence withdrawn");
 }
 
@@ -315,7 +687,9 @@ fn bad_registry_requests_get_clear_errors() {
     for (ct, body, status) in cases {
         let r = post(&a, &url, ct, &body).unwrap();
         assert_eq!(r.status, status, "{}", r.text());
-        assert!(r.json()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     for (p, status) in [
         ("/registry/v1/version?name=m", 400),
@@ -333,7 +707,10 @@ fn bad_registry_requests_get_clear_errors() {
 
 fn status(a: &ureq::Agent, l: &Ledger) -> (u64, u64) {
     let s = get(a, &l.url("/registry/v1/status")).unwrap().json();
-    (s["tree_size"].as_u64().unwrap(), s["catalog_applied"].as_u64().unwrap())
+    (
+        s["tree_size"].as_u64().unwrap(),
+        s["catalog_applied"].as_u64().unwrap(),
+    )
 }
 
 #[test]
@@ -346,15 +723,33 @@ fn reindex_rebuilds_a_catalog_identical_to_the_live_one() {
         let name = format!("models/m{}", i % 3);
         assert_eq!(write(&a, &l, "publish", json!({"name": name, "version": format!("{i}"), "kind": "model", "digest": d, "actor": "ci"})).status, 201);
         if i % 2 == 0 {
-            write(&a, &l, "lifecycle", json!({"name": name, "version": format!("{i}"), "to": "approved", "actor": "qa"}));
+            write(
+                &a,
+                &l,
+                "lifecycle",
+                json!({"name": name, "version": format!("{i}"), "to": "approved", "actor": "qa"}),
+            );
         }
         if i % 5 == 0 {
-            write(&a, &l, "alias", json!({"name": name, "alias": "production", "version": format!("{i}"), "actor": "ops"}));
+            write(
+                &a,
+                &l,
+                "alias",
+                json!({"name": name, "alias": "production", "version": format!("{i}"), "actor": "ops"}),
+            );
         }
         // Opaque entries and a forged event with a stale prev share the log.
-        post(&a, &l.url("/artifacts/add"), "application/octet-stream", format!("opaque {i}").as_bytes()).unwrap();
+        post(
+            &a,
+            &l.url("/artifacts/add"),
+            "application/octet-stream",
+            format!("opaque {i}").as_bytes(),
+        )
+        .unwrap();
     }
-    let v = get(&a, &l.url("/registry/v1/version?name=models/m0&version=0")).unwrap().json();
+    let v = get(&a, &l.url("/registry/v1/version?name=models/m0&version=0"))
+        .unwrap()
+        .json();
     let stale = Event::Lifecycle(ledger_client::event::Lifecycle {
         name: "models/m0".into(),
         version: "0".into(),
@@ -365,7 +760,13 @@ fn reindex_rebuilds_a_catalog_identical_to_the_live_one() {
         actor: "mallory".into(),
         time: 1,
     });
-    let r = post(&a, &l.url("/artifacts/add"), "application/octet-stream", &stale.encode()).unwrap();
+    let r = post(
+        &a,
+        &l.url("/artifacts/add"),
+        "application/octet-stream",
+        &stale.encode(),
+    )
+    .unwrap();
     let forged = r.json()["index"].as_u64().unwrap();
     for _ in 0..100 {
         let (size, applied) = status(&a, &l);
@@ -374,8 +775,13 @@ fn reindex_rebuilds_a_catalog_identical_to_the_live_one() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let e = get(&a, &l.url(&format!("/registry/v1/entry/{forged}"))).unwrap().json();
-    assert!(e["rejected"].as_str().is_some_and(|r| r.contains("prev")), "{e}");
+    let e = get(&a, &l.url(&format!("/registry/v1/entry/{forged}")))
+        .unwrap()
+        .json();
+    assert!(
+        e["rejected"].as_str().is_some_and(|r| r.contains("prev")),
+        "{e}"
+    );
     // Stop gracefully (SIGINT), then rebuild from the log alone.
     unsafe { libc::kill(l.child.id() as i32, libc::SIGINT) };
     let _ = l.child.wait();
@@ -385,12 +791,21 @@ fn reindex_rebuilds_a_catalog_identical_to_the_live_one() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("identical"), "{stdout}");
-    assert!(stdout.contains("1 rejected") && stdout.contains("20 other"), "{stdout}");
+    assert!(
+        stdout.contains("1 rejected") && stdout.contains("20 other"),
+        "{stdout}"
+    );
     // The rebuilt catalog serves the same answers.
     let l2 = Ledger::start(dir.path(), &[]);
-    let v2 = get(&a, &l2.url("/registry/v1/version?name=models/m0&version=0")).unwrap().json();
+    let v2 = get(&a, &l2.url("/registry/v1/version?name=models/m0&version=0"))
+        .unwrap()
+        .json();
     assert_eq!(v, v2);
     drop(l);
 }

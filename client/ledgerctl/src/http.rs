@@ -26,6 +26,69 @@ struct ErrorBody {
     error: ErrorDetail,
 }
 
+/// `{"errors": [{"code": "...", "message": "..."}]}`: the blob endpoints answer in the OCI
+/// distribution spec's shape (specs/api.md, Blobs).
+#[derive(Deserialize)]
+struct OciErrorBody {
+    errors: Vec<ErrorDetail>,
+}
+
+/// An agent for JSON exchanges: every request, body included, must finish within `timeout`.
+pub fn agent(timeout: Duration) -> Agent {
+    Agent::config_builder()
+        // Error statuses are answers too: read their JSON message instead of failing.
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .user_agent(concat!("ledgerctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// An agent for blob transfers, which may rightly take hours: no bound on the whole
+/// exchange, but each network read or write must make progress within `timeout`, so a dead
+/// connection is still noticed.
+pub fn transfer_agent(timeout: Duration) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .timeout_per_read(Some(timeout))
+        .timeout_per_write(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .user_agent(concat!("ledgerctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// The human part of an error answer: the message and code of either error shape, or the
+/// start of whatever text the server sent.
+pub fn error_detail(body: &[u8]) -> String {
+    if let Ok(b) = serde_json::from_slice::<ErrorBody>(body) {
+        return format!("{} ({})", b.error.message, b.error.code);
+    }
+    if let Ok(b) = serde_json::from_slice::<OciErrorBody>(body) {
+        if let Some(e) = b.errors.first() {
+            return format!("{} ({})", e.message, e.code);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "no error message".to_string()
+    } else {
+        text.chars().take(300).collect()
+    }
+}
+
+/// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer.
+pub fn error_body(resp: &mut ureq::http::Response<ureq::Body>) -> Vec<u8> {
+    resp.body_mut()
+        .with_config()
+        .limit(MAX_ERROR_BODY)
+        .read_to_vec()
+        .unwrap_or_default()
+}
+
 #[derive(Deserialize)]
 struct ErrorDetail {
     code: String,
@@ -45,15 +108,8 @@ impl Client {
                 "--log must be the log prefix without query or fragment, got {base:?}"
             )));
         }
-        let config = Agent::config_builder()
-            // Error statuses are answers too: read their JSON message instead of failing.
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-            .user_agent(concat!("ledgerctl/", env!("CARGO_PKG_VERSION")))
-            .build();
         Ok(Client {
-            agent: config.into(),
+            agent: agent(timeout),
             base: base.trim_end_matches('/').to_string(),
         })
     }
@@ -100,7 +156,7 @@ impl Client {
     }
 }
 
-fn transport(url: &str, e: ureq::Error) -> Failure {
+pub fn transport(url: &str, e: ureq::Error) -> Failure {
     Failure::server(format!("request to {url} failed: {e}"))
 }
 
@@ -114,24 +170,7 @@ fn read(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>
             .read_to_vec()
             .map_err(|e| Failure::server(format!("reading the answer of {url} failed: {e}")));
     }
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_ERROR_BODY)
-        .read_to_vec()
-        .unwrap_or_default();
-    let detail = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => format!("{} ({})", b.error.message, b.error.code),
-        Err(_) => {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
-            if text.is_empty() {
-                "no error message".to_string()
-            } else {
-                text.chars().take(300).collect()
-            }
-        }
-    };
+    let detail = error_detail(&error_body(&mut resp));
     Err(Failure::server(format!(
         "server answered {} for {url}: {detail}",
         status

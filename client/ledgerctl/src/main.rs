@@ -1,5 +1,6 @@
 //! `ledgerctl`: submit entries to a ledger log, fetch its checkpoints and proofs, and verify
-//! everything the log says before believing it (specs/api.md, C2SP tlog specs).
+//! everything the log says before believing it (specs/api.md, C2SP tlog specs). The registry
+//! commands (push, pull, show, history, lineage, promote, alias) live in `registry.rs`.
 //!
 //! Exit codes: 0 success, 1 verification failed (bad signature, bad proof, inconsistent or
 //! rolled-back log), 2 usage or input error, 3 network or server error. The reason is
@@ -7,6 +8,7 @@
 
 mod failure;
 mod http;
+mod registry;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -39,7 +41,8 @@ const MAX_BATCH_ENTRIES: usize = 65_536;
 #[command(
     name = "ledgerctl",
     version,
-    about = "Submit to a ledger log and verify its checkpoints and proofs",
+    about = "Submit to a ledger log and verify its checkpoints and proofs; push, pull and \
+             manage registry artifacts",
     after_help = "Exit codes: 0 success, 1 verification failed, 2 usage or input error, \
                   3 network or server error. Errors are explained on stderr."
 )]
@@ -68,6 +71,20 @@ enum Command {
     Verify(VerifyArgs),
     /// Check that the log's current checkpoint extends a saved one.
     Consistency(ConsistencyArgs),
+    /// Upload an artifact (chunked, resumable) and publish it as NAME@VERSION.
+    Push(registry::PushArgs),
+    /// Download a published artifact version, checked against its logged digest.
+    Pull(registry::PullArgs),
+    /// Show one version of an artifact, or all its versions and aliases.
+    Show(registry::ShowArgs),
+    /// List the entries about a version or an alias, checking their hash chain.
+    History(registry::HistoryArgs),
+    /// Print the lineage graph around a version.
+    Lineage(registry::LineageArgs),
+    /// Move a version to another lifecycle stage.
+    Promote(registry::PromoteArgs),
+    /// Point an alias at a version, or remove it.
+    Alias(registry::AliasArgs),
 }
 
 #[derive(Args)]
@@ -208,6 +225,13 @@ fn run(cli: Cli) -> Result<Output> {
         Command::Prove(a) => prove(a, timeout, cli.json),
         Command::Verify(a) => verify(a),
         Command::Consistency(a) => consistency(a, timeout),
+        Command::Push(a) => registry::push(a, timeout, cli.json),
+        Command::Pull(a) => registry::pull(a, timeout, cli.json),
+        Command::Show(a) => registry::show(a, timeout),
+        Command::History(a) => registry::history(a, timeout),
+        Command::Lineage(a) => registry::lineage(a, timeout),
+        Command::Promote(a) => registry::promote(a, timeout),
+        Command::Alias(a) => registry::alias(a, timeout),
     }
 }
 

@@ -81,6 +81,16 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// One blob of `--mib` MiB through the blob endpoints (`/v2/`, on the URL's host):
+    /// upload and download throughput beside single-core SHA-256 over the same bytes, the
+    /// time of a duplicate upload, and (with `--server-pid`) the server's peak memory.
+    Blobs {
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        /// The ledger's process id, to read its peak resident memory from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Appends this many entries as fast as possible through add-batch.
     Fill {
         #[arg(long)]
@@ -536,6 +546,7 @@ async fn main() -> Result<()> {
             print_stats(&format!("rate (target {rate}/s)"), &stats, secs);
             report_latency("submission-to-proof", std::mem::take(&mut *lats.lock()));
         }
+        Mode::Blobs { mib, server_pid } => blob_bench(&t, mib << 20, server_pid).await?,
         Mode::Fill {
             entries,
             batch,
@@ -593,6 +604,182 @@ async fn main() -> Result<()> {
                 tree_size(&t).await?
             );
         }
+    }
+    Ok(())
+}
+
+/// Deterministic blob bytes, block by block: a 1 MiB random block varied by a counter.
+struct BlobBytes {
+    block: Vec<u8>,
+    counter: u64,
+}
+
+impl BlobBytes {
+    fn new() -> Self {
+        let mut block = vec![0u8; 1 << 20];
+        rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut block);
+        Self { block, counter: 0 }
+    }
+
+    /// The next block, cut to at most `left` bytes.
+    fn next(&mut self, left: u64) -> &[u8] {
+        self.counter += 1;
+        self.block[..8].copy_from_slice(&self.counter.to_be_bytes());
+        &self.block[..(self.block.len() as u64).min(left) as usize]
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib >> 10)
+}
+
+/// Sends a request head and reads the answer's status line (the body, if any, is left).
+async fn head_only(host: &str, head: String) -> Result<(tokio::net::TcpStream, u16)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(head.as_bytes()).await?;
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).await?;
+    let status = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.get(9..12))
+        .and_then(|c| c.parse().ok())
+        .context("no status line")?;
+    Ok((s, status))
+}
+
+async fn blob_bench(t: &Target, size: u64, pid: Option<u32>) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mib = size as f64 / (1 << 20) as f64;
+    // The machine's limit for this work: SHA-256 of the same bytes on one core.
+    let mut gen = BlobBytes::new();
+    let mut h = Sha256::new();
+    let start = Instant::now();
+    let mut left = size;
+    while left > 0 {
+        let b = gen.next(left);
+        h.update(b);
+        left -= b.len() as u64;
+    }
+    let sha_secs = start.elapsed().as_secs_f64();
+    let digest = format!("sha256:{}", hex::encode(h.finalize()));
+    let sha = mib / sha_secs;
+    println!("machine: sha256 {sha:.0} MiB/s over this {mib:.0} MiB blob (one core)");
+    if let Some(p) = pid {
+        println!(
+            "server peak RSS before: {} MiB",
+            peak_rss_mib(p).unwrap_or(0)
+        );
+    }
+
+    let start = Instant::now();
+    let (mut s, status) = {
+        let mut s = tokio::net::TcpStream::connect(&t.host).await?;
+        let head = format!(
+            "POST /v2/bench/blobs/uploads/?digest={digest} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\n\r\n",
+            t.host
+        );
+        s.write_all(head.as_bytes()).await?;
+        let mut gen = BlobBytes::new();
+        let mut left = size;
+        while left > 0 {
+            let b = gen.next(left);
+            s.write_all(b).await?;
+            left -= b.len() as u64;
+        }
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await?;
+        let status: u16 = std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.get(9..12))
+            .and_then(|c| c.parse().ok())
+            .context("no status line")?;
+        (s, status)
+    };
+    let up = start.elapsed().as_secs_f64();
+    if status != 201 {
+        bail!("upload answered {status}");
+    }
+    println!(
+        "upload: {mib:.0} MiB in {up:.2}s = {:.0} MiB/s ({:.2} x single-core SHA-256)",
+        mib / up,
+        (mib / up) / sha
+    );
+    if let Some(p) = pid {
+        println!(
+            "server peak RSS after the upload: {} MiB",
+            peak_rss_mib(p).unwrap_or(0)
+        );
+    }
+
+    let start = Instant::now();
+    let head = format!(
+        "GET /v2/bench/blobs/{digest} HTTP/1.1\r\nhost: {}\r\n\r\n",
+        t.host
+    );
+    s.write_all(head.as_bytes()).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    let mut head_end = None;
+    let mut head_buf = Vec::new();
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        match head_end {
+            Some(_) => got += n as u64,
+            None => {
+                head_buf.extend_from_slice(&buf[..n]);
+                if let Some(i) = find(&head_buf, b"\r\n\r\n") {
+                    head_end = Some(i + 4);
+                    got += (head_buf.len() - i - 4) as u64;
+                }
+            }
+        }
+        if got >= size {
+            break;
+        }
+    }
+    let down = start.elapsed().as_secs_f64();
+    if got != size {
+        bail!("download ended after {got} of {size} bytes");
+    }
+    println!(
+        "download: {mib:.0} MiB in {down:.2}s = {:.0} MiB/s ({:.2} x single-core SHA-256; the server re-hashes while it streams)",
+        mib / down,
+        (mib / down) / sha
+    );
+
+    // A duplicate: the headers promise the whole blob, the answer comes from the existence
+    // check before any of it is sent.
+    let start = Instant::now();
+    let (_s, status) = head_only(
+        &t.host,
+        format!(
+            "POST /v2/bench/blobs/uploads/?digest={digest} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\nexpect: 100-continue\r\n\r\n",
+            t.host
+        ),
+    )
+    .await?;
+    let dup = start.elapsed();
+    println!(
+        "duplicate upload of the same {mib:.0} MiB: answered {status} in {:.2} ms without the body",
+        dup.as_secs_f64() * 1e3
+    );
+    if let Some(p) = pid {
+        println!(
+            "server peak RSS at the end: {} MiB",
+            peak_rss_mib(p).unwrap_or(0)
+        );
     }
     Ok(())
 }

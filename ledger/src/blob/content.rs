@@ -2,11 +2,12 @@
 //! plaintext (`sha256/<hex>`, or `sealed/sha256/<hex>` when sealed at rest), hashed while
 //! they stream in and checked again while they stream out.
 
+use super::hashing::Hashing;
 use super::seal::{self, MasterKey, Opener, Sealer};
 use super::{BlobError, BlobStore, ByteStream, Digest, ObjectWriter, Result};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use sha2::{Digest as _, Sha256};
+
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
@@ -132,7 +133,7 @@ impl Blobs {
         mut body: ByteStream,
         expect: Expect,
     ) -> Result<(Digest, u64)> {
-        let mut hasher = Sha256::new();
+        let mut hasher = Hashing::default();
         let mut size = 0u64;
         let mut sealer = self.seal.as_ref().map(Sealer::new);
         if let Some(s) = &sealer {
@@ -151,15 +152,8 @@ impl Blobs {
                 }
                 _ => {}
             }
-            hasher.update(&chunk);
-            match &mut sealer {
-                Some(s) => {
-                    for sealed in s.push(&chunk)? {
-                        writer.write(sealed).await?;
-                    }
-                }
-                None => writer.write(chunk).await?,
-            }
+            hasher.update(&chunk).await;
+            self.write_piece(writer, &mut sealer, chunk).await?;
         }
         match expect.size {
             Some(declared) if size != declared => {
@@ -170,7 +164,10 @@ impl Blobs {
             }
             _ => {}
         }
-        let digest = Digest(hasher.finalize().into());
+        let digest = hasher
+            .finish()
+            .await
+            .ok_or_else(|| BlobError::Io("the hashing thread failed".into()))?;
         match expect.digest {
             Some(declared) if declared != digest => {
                 return Err(BlobError::DigestMismatch {
@@ -184,6 +181,23 @@ impl Blobs {
             writer.write(s.finish(&digest)?).await?;
         }
         Ok((digest, size))
+    }
+
+    async fn write_piece(
+        &self,
+        writer: &mut Box<dyn ObjectWriter>,
+        sealer: &mut Option<Sealer>,
+        piece: Bytes,
+    ) -> Result<()> {
+        match sealer {
+            Some(s) => {
+                for sealed in s.push(&piece)? {
+                    writer.write(sealed).await?;
+                }
+            }
+            None => writer.write(piece).await?,
+        }
+        Ok(())
     }
 
     /// Where `d` is stored. The preferred kind is looked up first: a store may hold both
@@ -234,7 +248,8 @@ impl Blobs {
         let checked = Checked {
             inner: body,
             digest: *d,
-            hasher: full.then(Sha256::new),
+            hasher: full.then(Hashing::default),
+            held: None,
             want: want.end - want.start,
             seen: 0,
             done: false,
@@ -326,15 +341,24 @@ impl Blobs {
     /// Reads the whole blob and checks it against `d` (for monitors): `Corrupt` if the
     /// stored bytes are not the blob, `Io` if they could not be read.
     pub async fn verify(&self, d: &Digest) -> Result<u64> {
+        // A full read of a plain object is already re-hashed by `get`; a sealed one is
+        // authenticated chunk by chunk, and hashed here as well.
+        let sealed = self.locate(d).await?.is_some_and(|s| s.sealed);
         let (size, mut body) = self.get(d, None).await?;
-        let mut hasher = Sha256::new();
+        let mut hasher = sealed.then(Hashing::default);
         let mut seen = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| stream_error(d, e))?;
             seen += chunk.len() as u64;
-            hasher.update(&chunk);
+            if let Some(h) = &mut hasher {
+                h.update(&chunk).await;
+            }
         }
-        if seen != size || Digest(hasher.finalize().into()) != *d {
+        let actual = match hasher {
+            Some(h) => h.finish().await,
+            None => Some(*d),
+        };
+        if seen != size || actual != Some(*d) {
             return Err(BlobError::Corrupt {
                 digest: *d,
                 reason: format!("the stored {seen} bytes do not hash to it"),
@@ -386,7 +410,9 @@ fn stream_error(d: &Digest, e: io::Error) -> BlobError {
 struct Checked {
     inner: ByteStream,
     digest: Digest,
-    hasher: Option<Sha256>,
+    hasher: Option<Hashing>,
+    /// A chunk read and counted, waiting for the hasher to take it.
+    held: Option<Bytes>,
     want: u64,
     seen: u64,
     done: bool,
@@ -409,6 +435,16 @@ impl Stream for Checked {
         if self.done {
             return Poll::Ready(None);
         }
+        if let Some(chunk) = self.held.take() {
+            let this = &mut *self;
+            if let Some(h) = &mut this.hasher {
+                if h.poll_update(cx, &chunk).is_pending() {
+                    this.held = Some(chunk);
+                    return Poll::Pending;
+                }
+            }
+            return Poll::Ready(Some(Ok(chunk)));
+        }
         match ready!(self.inner.poll_next_unpin(cx)) {
             Some(Ok(chunk)) => {
                 self.seen += chunk.len() as u64;
@@ -416,10 +452,8 @@ impl Stream for Checked {
                     let reason = format!("the stored object is longer than {} bytes", self.want);
                     return self.corrupt(reason);
                 }
-                if let Some(h) = &mut self.hasher {
-                    h.update(&chunk);
-                }
-                Poll::Ready(Some(Ok(chunk)))
+                self.held = Some(chunk);
+                self.poll_next(cx)
             }
             Some(Err(e)) => {
                 self.done = true;
@@ -430,8 +464,15 @@ impl Stream for Checked {
                 self.corrupt(reason)
             }
             None => {
+                let actual = match &mut self.hasher {
+                    None => None,
+                    Some(h) => match ready!(h.poll_finish(cx)) {
+                        Some(d) => Some(d),
+                        None => return self.corrupt("the hashing thread failed".into()),
+                    },
+                };
                 self.done = true;
-                match self.hasher.take().map(|h| Digest(h.finalize().into())) {
+                match actual {
                     Some(actual) if actual != self.digest => {
                         self.corrupt(format!("the stored bytes hash to {actual}"))
                     }
@@ -474,11 +515,9 @@ mod tests {
             store.size(&sealed_key(&new.digest)).await.unwrap(),
             Some(seal::HEADER_LEN as u64 + 3 + 16)
         );
-        assert_eq!(sealed.list().await.unwrap(), {
-            let mut both = vec![(old.digest, 3), (new.digest, 3)];
-            both.sort();
-            both
-        });
+        let mut both = vec![(old.digest, 3), (new.digest, 3)];
+        both.sort();
+        assert_eq!(sealed.list().await.unwrap(), both);
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@
 pub mod conformance;
 pub mod content;
 pub mod fs;
+mod hashing;
 pub mod memory;
 pub mod s3;
 pub mod seal;

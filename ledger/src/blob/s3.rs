@@ -315,8 +315,8 @@ struct S3Writer {
     /// Started with the first full part; `None` while the object fits in one part.
     upload: Option<Box<dyn MultipartUpload>>,
     parts: usize,
-    /// Something on the server that `Drop` must remove: a completed staging object whose
-    /// commit did not finish (its future was dropped, or the copy failed).
+    /// A staging object that may have been completed by a commit that then did not finish
+    /// (its future was dropped, or the copy failed): `Drop` deletes it.
     leftover: Option<Path>,
 }
 
@@ -377,7 +377,9 @@ impl S3Writer {
         if self.buffered > 0 {
             self.send_part().await?;
         }
-        // Taken out first: once completion was attempted, `Drop` must not abort it.
+        // Taken out first: once completion was sent, an abort from `Drop` (should the commit
+        // be cancelled) could race it. A completion cut short leaves invisible parts, which
+        // the bucket's lifecycle rules reclaim.
         let mut upload = self.upload.take().expect("checked above");
         if let Err(e) = upload.complete().await {
             let _ = upload.abort().await;
@@ -452,8 +454,10 @@ impl ObjectWriter for S3Writer {
                         .map(|_| ())
                         .map_err(|e| io("put", &dest, e));
                 }
-                self.finish().await?;
+                // Marked first: a commit cancelled or failing from here on may have left a
+                // complete staging object, which `Drop` then deletes.
                 self.leftover = Some(staging.clone());
+                self.finish().await?;
                 self.inner.copy_keep_existing(&staging, &dest).await?;
                 // Committed. A failed clean-up of the staging copy is not the caller's
                 // failure: the object is published, and only some space is leaked.

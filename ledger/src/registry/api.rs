@@ -7,7 +7,7 @@
 use super::service::{Registry, RegistryError, Written};
 use super::state::VersionState;
 use crate::api_error::ApiError;
-use crate::http::{b64, note_str, tlog_proof_text, Query, B64, B64List};
+use crate::http::{b64, note_str, tlog_proof_text, B64List, Query, B64};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use base64::prelude::*;
 use ledger_client::digest::Digest;
 use ledger_client::event::{
-    self, AliasMoved, Attestation, ArtifactRef, Event, Kind, Lifecycle, Lineage, Link, Metadata,
+    self, AliasMoved, ArtifactRef, Attestation, Event, Kind, Lifecycle, Lineage, Link, Metadata,
     MetadataChanged, Published, Signature, Stage, Subject, Target, Tombstone,
 };
 use serde::de::DeserializeOwned;
@@ -58,12 +58,16 @@ impl From<RegistryError> for ApiError {
             RegistryError::Invalid(m) => ApiError::invalid(m),
             RegistryError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             RegistryError::Log(l) => l.into(),
-            RegistryError::Blob(crate::blob::BlobError::NotFound(d)) => {
-                ApiError::invalid(format!("no blob {d}: upload it first (POST /v2/<name>/blobs/uploads/)"))
-            }
+            RegistryError::Blob(crate::blob::BlobError::NotFound(d)) => ApiError::invalid(format!(
+                "no blob {d}: upload it first (POST /v2/<name>/blobs/uploads/)"
+            )),
             other => {
                 tracing::error!(error = %other, "registry failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", other.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    other.to_string(),
+                )
             }
         }
     }
@@ -83,7 +87,9 @@ fn body<T: DeserializeOwned>(headers: &axum::http::HeaderMap, raw: &Bytes) -> Re
         ));
     }
     if raw.len() > MAX_BODY {
-        return Err(ApiError::too_large(format!("the body exceeds {MAX_BODY} bytes")));
+        return Err(ApiError::too_large(format!(
+            "the body exceeds {MAX_BODY} bytes"
+        )));
     }
     serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("body: {e}")))
 }
@@ -109,10 +115,20 @@ struct Receipt<'a> {
     existing: bool,
 }
 
-fn receipt(r: &Registry, index: u64, entry: &[u8], event: &Event, existing: bool) -> Result<Response, ApiError> {
+fn receipt(
+    r: &Registry,
+    index: u64,
+    entry: &[u8],
+    event: &Event,
+    existing: bool,
+) -> Result<Response, ApiError> {
     let snap = r.log.snapshot();
     let (leaf, proof) = r.log.leaf_and_inclusion_proof(&snap, index, snap.size())?;
-    let status = if existing { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let answer = Receipt {
         index,
         leaf_hash: B64(&leaf),
@@ -141,7 +157,11 @@ fn version_subject(name: &str, version: &str) -> Result<Subject, ApiError> {
     })
 }
 
-fn existing_version(c: &super::catalog::Catalog, name: &str, version: &str) -> Result<VersionState, RegistryError> {
+fn existing_version(
+    c: &super::catalog::Catalog,
+    name: &str,
+    version: &str,
+) -> Result<VersionState, RegistryError> {
     let v = c
         .version(name, version)?
         .ok_or_else(|| RegistryError::NotFound(format!("{name}@{version} is not published")))?;
@@ -175,7 +195,11 @@ fn octet_stream() -> String {
     "application/octet-stream".into()
 }
 
-async fn publish(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn publish(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: PublishReq = body(&headers, &raw)?;
     let subject = version_subject(&q.name, &q.version)?;
     let stored = r
@@ -183,7 +207,9 @@ async fn publish(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: B
         .stat(&q.digest)
         .await
         .map_err(RegistryError::from)?
-        .ok_or(RegistryError::Blob(crate::blob::BlobError::NotFound(q.digest)))?;
+        .ok_or(RegistryError::Blob(crate::blob::BlobError::NotFound(
+            q.digest,
+        )))?;
     if q.size.is_some_and(|s| s != stored) {
         return Err(ApiError::invalid(format!(
             "the request says {} bytes but blob {} has {stored}",
@@ -192,7 +218,12 @@ async fn publish(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: B
         )));
     }
     if let Some(m) = &q.meta_digest {
-        if r.blobs.stat(m).await.map_err(RegistryError::from)?.is_none() {
+        if r.blobs
+            .stat(m)
+            .await
+            .map_err(RegistryError::from)?
+            .is_none()
+        {
             return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(*m)).into());
         }
     }
@@ -245,14 +276,23 @@ struct MetadataReq {
     actor: String,
 }
 
-async fn metadata(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn metadata(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: MetadataReq = body(&headers, &raw)?;
     let subject = version_subject(&q.name, &q.version)?;
     if q.meta.is_none() && q.meta_digest.is_none() {
         return Err(ApiError::invalid("give meta, meta_digest or both"));
     }
     if let Some(m) = &q.meta_digest {
-        if r.blobs.stat(m).await.map_err(RegistryError::from)?.is_none() {
+        if r.blobs
+            .stat(m)
+            .await
+            .map_err(RegistryError::from)?
+            .is_none()
+        {
             return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(*m)).into());
         }
     }
@@ -283,7 +323,11 @@ struct LifecycleReq {
     actor: String,
 }
 
-async fn lifecycle(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn lifecycle(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: LifecycleReq = body(&headers, &raw)?;
     let subject = version_subject(&q.name, &q.version)?;
     let w = r
@@ -329,7 +373,11 @@ struct AliasReq {
     actor: String,
 }
 
-async fn alias(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn alias(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: AliasReq = body(&headers, &raw)?;
     check("name", event::validate_name(&q.name))?;
     check("alias", event::validate_alias(&q.alias))?;
@@ -346,7 +394,9 @@ async fn alias(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Byt
                 existing_version(c, &q.name, v)?;
             }
             let old = c.alias(&q.name, &q.alias)?;
-            if old.as_ref().map(|a| &a.version) == Some(&q.version) || (old.is_none() && q.version.is_none()) {
+            if old.as_ref().map(|a| &a.version) == Some(&q.version)
+                || (old.is_none() && q.version.is_none())
+            {
                 return Err(RegistryError::Conflict(format!(
                     "alias {} of {} already points there",
                     q.alias, q.name
@@ -374,7 +424,11 @@ struct LineageReq {
     actor: String,
 }
 
-async fn lineage(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn lineage(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: LineageReq = body(&headers, &raw)?;
     let subject = version_subject(&q.name, &q.version)?;
     if q.links.is_empty() {
@@ -386,7 +440,10 @@ async fn lineage(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: B
             for l in &q.links {
                 if let Target::Artifact(t) = &l.target {
                     let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
-                        RegistryError::Invalid(format!("lineage target {}@{} is not published", t.name, t.version))
+                        RegistryError::Invalid(format!(
+                            "lineage target {}@{} is not published",
+                            t.name, t.version
+                        ))
                     })?;
                     if target.digest != t.digest {
                         return Err(RegistryError::Invalid(format!(
@@ -425,10 +482,19 @@ fn in_toto() -> String {
     "application/vnd.in-toto+json".into()
 }
 
-async fn attestation(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn attestation(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: AttestationReq = body(&headers, &raw)?;
     let subject = version_subject(&q.name, &q.version)?;
-    if r.blobs.stat(&q.statement).await.map_err(RegistryError::from)?.is_none() {
+    if r.blobs
+        .stat(&q.statement)
+        .await
+        .map_err(RegistryError::from)?
+        .is_none()
+    {
         return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(q.statement)).into());
     }
     let w = r
@@ -458,7 +524,11 @@ struct TombstoneReq {
     actor: String,
 }
 
-async fn tombstone(State(r): State<Shared>, headers: axum::http::HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
+async fn tombstone(
+    State(r): State<Shared>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
     let q: TombstoneReq = body(&headers, &raw)?;
     let subject = version_subject(&q.name, &q.version)?;
     let w = r
@@ -478,13 +548,20 @@ async fn tombstone(State(r): State<Shared>, headers: axum::http::HeaderMap, raw:
     // The log now says the bytes are gone; purge them unless a live version shares them.
     if let Event::Tombstone(t) = &w.event {
         let mut live = false;
-        for (n, v) in r.catalog.by_digest(&t.digest).map_err(RegistryError::from)? {
+        for (n, v) in r
+            .catalog
+            .by_digest(&t.digest)
+            .map_err(RegistryError::from)?
+        {
             if let Some(s) = r.catalog.version(&n, &v).map_err(RegistryError::from)? {
                 live |= s.tombstone.is_none();
             }
         }
         if !live {
-            r.blobs.delete(&t.digest).await.map_err(RegistryError::from)?;
+            r.blobs
+                .delete(&t.digest)
+                .await
+                .map_err(RegistryError::from)?;
         }
     }
     written(&r, w)
@@ -507,7 +584,9 @@ fn as_of(q: &Query, r: &Registry) -> Result<Option<u64>, ApiError> {
     let size = r.log.snapshot().size();
     if let Some(a) = a {
         if a > size {
-            return Err(ApiError::invalid(format!("as_of {a} is beyond the log's size {size}")));
+            return Err(ApiError::invalid(format!(
+                "as_of {a} is beyond the log's size {size}"
+            )));
         }
     }
     Ok(a)
@@ -542,7 +621,10 @@ async fn version(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respo
         .filter(|a| a.version.as_deref() == Some(version))
         .map(|a| a.alias)
         .collect();
-    Ok(Json(serde_json::json!({ "as_of": as_of, "version": v, "aliases": aliases })).into_response())
+    Ok(
+        Json(serde_json::json!({ "as_of": as_of, "version": v, "aliases": aliases }))
+            .into_response(),
+    )
 }
 
 async fn aliases(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
@@ -550,11 +632,16 @@ async fn aliases(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respo
     let name = required(&q, "name")?;
     check("name", event::validate_name(name))?;
     let as_of = as_of(&q, &r)?;
-    Ok(Json(serde_json::json!({ "name": name, "as_of": as_of, "aliases": r.aliases(name, as_of)? })).into_response())
+    Ok(Json(
+        serde_json::json!({ "name": name, "as_of": as_of, "aliases": r.aliases(name, as_of)? }),
+    )
+    .into_response())
 }
 
 async fn by_digest(State(r): State<Shared>, Path(d): Path<String>) -> Result<Response, ApiError> {
-    let d: Digest = d.parse().map_err(|e: ledger_client::digest::BadDigest| ApiError::bad_request(e.to_string()))?;
+    let d: Digest = d
+        .parse()
+        .map_err(|e: ledger_client::digest::BadDigest| ApiError::bad_request(e.to_string()))?;
     let found: Vec<_> = r
         .catalog
         .by_digest(&d)
@@ -585,7 +672,11 @@ async fn history(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respo
                 alias: a.clone(),
             }
         }
-        _ => return Err(ApiError::bad_request("give exactly one of version= or alias=")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of version= or alias=",
+            ))
+        }
     };
     let items: Vec<HistoryItem> = r
         .history(&subject)?
@@ -599,7 +690,10 @@ async fn history(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respo
     if items.is_empty() {
         return Err(ApiError::not_found(format!("no entries about {subject}")));
     }
-    Ok(Json(serde_json::json!({ "subject": subject.to_string(), "entries": items })).into_response())
+    Ok(
+        Json(serde_json::json!({ "subject": subject.to_string(), "entries": items }))
+            .into_response(),
+    )
 }
 
 /// Lineage as a graph around one version: `up` follows its links to what it came from,
@@ -618,9 +712,7 @@ async fn graph(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respons
     let mut nodes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut edges: BTreeSet<(String, String, String)> = BTreeSet::new();
     let key = |n: &str, v: &str| format!("{n}@{v}");
-    let node = |s: &VersionState| {
-        serde_json::json!({"name": s.name, "version": s.version, "digest": s.digest, "kind": s.kind, "stage": s.stage, "tombstoned": s.tombstone.is_some()})
-    };
+    let node = |s: &VersionState| serde_json::json!({"name": s.name, "version": s.version, "digest": s.digest, "kind": s.kind, "stage": s.stage, "tombstoned": s.tombstone.is_some()});
     nodes.insert(key(name, version), node(&root));
     let mut queue = VecDeque::from([(root, 0u64)]);
     while let Some((v, d)) = queue.pop_front() {
@@ -646,7 +738,11 @@ async fn graph(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respons
             digest: v.digest,
         });
         for i in r.catalog.linked_from(&me).map_err(RegistryError::from)? {
-            edges.insert((key(&i.name, &i.version), here.clone(), i.rel.as_str().into()));
+            edges.insert((
+                key(&i.name, &i.version),
+                here.clone(),
+                i.rel.as_str().into(),
+            ));
             next.push((i.name, i.version));
         }
         for (n, ver) in next {
@@ -673,14 +769,17 @@ async fn graph(State(r): State<Shared>, RawQuery(q): RawQuery) -> Result<Respons
 
 /// One entry with its decoded event (if it is one), the catalog's verdict and a receipt.
 async fn entry(State(r): State<Shared>, Path(index): Path<String>) -> Result<Response, ApiError> {
-    let index: u64 = index
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("entry index must be a decimal integer, not {index:?}")))?;
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "entry index must be a decimal integer, not {index:?}"
+        ))
+    })?;
     let (_, entry) = r.entry(index)?;
     let event = Event::decode(&entry);
     let rejection = r.catalog.rejection(index).map_err(RegistryError::from)?;
     let snap = r.log.snapshot();
-    let (leaf, proof): (Hash, Vec<Hash>) = r.log.leaf_and_inclusion_proof(&snap, index, snap.size())?;
+    let (leaf, proof): (Hash, Vec<Hash>) =
+        r.log.leaf_and_inclusion_proof(&snap, index, snap.size())?;
     Ok(Json(serde_json::json!({
         "index": index,
         "entry": BASE64_STANDARD.encode(&entry),

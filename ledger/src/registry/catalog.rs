@@ -88,7 +88,14 @@ fn subject_prefix(s: &Subject) -> Vec<u8> {
 
 fn target_prefix(t: &Target) -> Vec<u8> {
     match t {
-        Target::Artifact(a) => [b"l:V", a.name.as_bytes(), b"\0", a.version.as_bytes(), b"\0"].concat(),
+        Target::Artifact(a) => [
+            b"l:V",
+            a.name.as_bytes(),
+            b"\0",
+            a.version.as_bytes(),
+            b"\0",
+        ]
+        .concat(),
         Target::Uri(u) => [b"l:U", u.as_bytes(), b"\0"].concat(),
     }
 }
@@ -126,9 +133,9 @@ impl Catalog {
     fn get_u64(&self, key: &[u8]) -> Result<u64> {
         match self.get(key)? {
             None => Ok(0),
-            Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-                CatalogError::Corrupt(format!("{} is not a u64", String::from_utf8_lossy(key)))
-            })?)),
+            Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(
+                |_| CatalogError::Corrupt(format!("{} is not a u64", String::from_utf8_lossy(key))),
+            )?)),
         }
     }
 
@@ -276,7 +283,14 @@ impl Catalog {
         let old: Option<VersionState> = self.get_json(&key)?;
         Ok(VersionState::apply(old.as_ref(), ev, index, leaf).map(|s| {
             if let Event::Published(p) = ev {
-                let d = [b"d:", &p.digest.0[..], name.as_bytes(), b"\0", version.as_bytes()].concat();
+                let d = [
+                    b"d:",
+                    &p.digest.0[..],
+                    name.as_bytes(),
+                    b"\0",
+                    version.as_bytes(),
+                ]
+                .concat();
                 b.put_cf(cf, d, b"");
             }
             b.put_cf(cf, key, json(&s));
@@ -362,7 +376,9 @@ impl Catalog {
     pub fn rejection(&self, index: u64) -> Result<Option<String>> {
         let mut k = b"x:".to_vec();
         k.extend_from_slice(&index.to_be_bytes());
-        Ok(self.get(&k)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self
+            .get(&k)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Every key and value: what `ledger reindex` must reproduce exactly.

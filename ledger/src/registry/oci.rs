@@ -124,9 +124,7 @@ impl From<UploadError> for OciError {
     fn from(e: UploadError) -> Self {
         let m = e.to_string();
         match e {
-            UploadError::UnknownSession(_) => {
-                err(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", m)
-            }
+            UploadError::UnknownSession(_) => err(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", m),
             UploadError::OutOfOrder { have, .. } => OciError {
                 headers: progress_headers(have),
                 ..err(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", m)
@@ -145,7 +143,10 @@ impl From<UploadError> for OciError {
 fn progress_headers(have: u64) -> Vec<(header::HeaderName, String)> {
     vec![
         (header::RANGE, format!("0-{}", have.saturating_sub(1))),
-        (header::HeaderName::from_static("upload-offset"), have.to_string()),
+        (
+            header::HeaderName::from_static("upload-offset"),
+            have.to_string(),
+        ),
     ]
 }
 
@@ -170,7 +171,16 @@ pub async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(&u, method, &rest, q.as_deref().unwrap_or(""), &headers, body).await {
+    match handle(
+        &u,
+        method,
+        &rest,
+        q.as_deref().unwrap_or(""),
+        &headers,
+        body,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -198,14 +208,22 @@ async fn handle(
         return Err(err(
             StatusCode::BAD_REQUEST,
             "NAME_INVALID",
-            format!("invalid repository name {:?}", name.chars().take(80).collect::<String>()),
+            format!(
+                "invalid repository name {:?}",
+                name.chars().take(80).collect::<String>()
+            ),
         ));
     }
-    let q: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let q: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let digest_param = |k: &str| -> Result<Option<Digest>, OciError> {
         param(k)
-            .map(|v| v.parse::<Digest>().map_err(|e| err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())))
+            .map(|v| {
+                v.parse::<Digest>()
+                    .map_err(|e| err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string()))
+            })
             .transpose()
     };
     match (r, method) {
@@ -224,9 +242,21 @@ async fn handle(
                 let size = declared_length(headers)?;
                 check_limit(u, size)?;
                 let (stream, over) = limited(body, u.max_bytes());
-                let put = u.blobs().put(stream, Expect { digest: Some(d), size }).await;
+                let put = u
+                    .blobs()
+                    .put(
+                        stream,
+                        Expect {
+                            digest: Some(d),
+                            size,
+                        },
+                    )
+                    .await;
                 if over.load(Ordering::Relaxed) {
-                    return Err(UploadError::TooLarge { limit: u.max_bytes() }.into());
+                    return Err(UploadError::TooLarge {
+                        limit: u.max_bytes(),
+                    }
+                    .into());
                 }
                 return Ok(created(name, &put?.digest));
             }
@@ -244,7 +274,11 @@ async fn handle(
         }
         (Route::Upload { name, id }, Method::PUT) => {
             let d = digest_param("digest")?.ok_or_else(|| {
-                err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "completing an upload needs ?digest=sha256:<hex>")
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "DIGEST_INVALID",
+                    "completing an upload needs ?digest=sha256:<hex>",
+                )
             })?;
             let has_body = declared_length(headers)?.is_none_or(|n| n > 0);
             let put = u.complete(id, d, has_body.then(|| stream(body))).await?;
@@ -257,7 +291,9 @@ async fn handle(
         (Route::Blob { digest, .. }, m @ (Method::GET | Method::HEAD)) => {
             let d: Digest = digest
                 .parse()
-                .map_err(|e: ledger_client::digest::BadDigest| err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string()))?;
+                .map_err(|e: ledger_client::digest::BadDigest| {
+                    err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
+                })?;
             download(u, &d, m == Method::HEAD, headers).await
         }
         (Route::Blob { .. }, Method::DELETE) => Err(err(
@@ -265,12 +301,18 @@ async fn handle(
             "UNSUPPORTED",
             "blob bytes are removed only by a logged tombstone (specs/api.md)",
         )),
-        _ => Err(err(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "method not allowed on this endpoint")),
+        _ => Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "method not allowed on this endpoint",
+        )),
     }
 }
 
 fn stream(body: Body) -> ByteStream {
-    body.into_data_stream().map(|r| r.map_err(std::io::Error::other)).boxed()
+    body.into_data_stream()
+        .map(|r| r.map_err(std::io::Error::other))
+        .boxed()
 }
 
 /// The body as a stream that fails once it passes `limit` bytes, and a flag that says so.
@@ -284,7 +326,9 @@ fn limited(body: Body, limit: u64) -> (ByteStream, Arc<AtomicBool>) {
             seen += c.len() as u64;
             if seen > limit {
                 flag.store(true, Ordering::Relaxed);
-                return Err(std::io::Error::other(format!("the blob exceeds the {limit}-byte limit")));
+                return Err(std::io::Error::other(format!(
+                    "the blob exceeds the {limit}-byte limit"
+                )));
             }
             Ok(c)
         })
@@ -294,7 +338,10 @@ fn limited(body: Body, limit: u64) -> (ByteStream, Arc<AtomicBool>) {
 
 fn check_limit(u: &Uploads, size: Option<u64>) -> Result<(), OciError> {
     match size {
-        Some(n) if n > u.max_bytes() => Err(UploadError::TooLarge { limit: u.max_bytes() }.into()),
+        Some(n) if n > u.max_bytes() => Err(UploadError::TooLarge {
+            limit: u.max_bytes(),
+        }
+        .into()),
         _ => Ok(()),
     }
 }
@@ -305,7 +352,13 @@ fn declared_length(h: &HeaderMap) -> Result<Option<u64>, OciError> {
             v.to_str()
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| err(StatusCode::BAD_REQUEST, "SIZE_INVALID", "Content-Length is not a number"))
+                .ok_or_else(|| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        "SIZE_INVALID",
+                        "Content-Length is not a number",
+                    )
+                })
         })
         .transpose()
 }
@@ -316,12 +369,24 @@ fn content_range_start(h: &HeaderMap) -> Result<Option<u64>, OciError> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || err(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", "Content-Range must be <start>-<end>");
+    let bad = || {
+        err(
+            StatusCode::BAD_REQUEST,
+            "BLOB_UPLOAD_INVALID",
+            "Content-Range must be <start>-<end>",
+        )
+    };
     let s = v.to_str().map_err(|_| bad())?.trim();
     let s = s.strip_prefix("bytes ").unwrap_or(s);
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let start: u64 = a.trim().parse().map_err(|_| bad())?;
-    let end: u64 = b.trim().split('/').next().unwrap_or("").parse().map_err(|_| bad())?;
+    let end: u64 = b
+        .trim()
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .map_err(|_| bad())?;
     if end < start {
         return Err(bad());
     }
@@ -330,7 +395,10 @@ fn content_range_start(h: &HeaderMap) -> Result<Option<u64>, OciError> {
             return Err(err(
                 StatusCode::BAD_REQUEST,
                 "SIZE_INVALID",
-                format!("Content-Range {start}-{end} is {} bytes but Content-Length is {n}", end - start + 1),
+                format!(
+                    "Content-Range {start}-{end} is {} bytes but Content-Length is {n}",
+                    end - start + 1
+                ),
             ));
         }
     }
@@ -346,7 +414,10 @@ fn session_answer(status: StatusCode, name: &str, id: &str, have: u64) -> Respon
         }
     };
     set(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}"));
-    set(header::HeaderName::from_static("docker-upload-uuid"), id.to_string());
+    set(
+        header::HeaderName::from_static("docker-upload-uuid"),
+        id.to_string(),
+    );
     for (k, v) in progress_headers(have) {
         set(k, v);
     }
@@ -401,7 +472,12 @@ fn requested_range(h: &HeaderMap, size: u64) -> Option<Result<Range<u64>, ()>> {
     Some(Ok(r))
 }
 
-async fn download(u: &Uploads, d: &Digest, head: bool, h: &HeaderMap) -> Result<Response, OciError> {
+async fn download(
+    u: &Uploads,
+    d: &Digest,
+    head: bool,
+    h: &HeaderMap,
+) -> Result<Response, OciError> {
     let size = u.blobs().stat(d).await?.ok_or(BlobError::NotFound(*d))?;
     let etag = format!("\"{d}\"");
     let mut r = if h
@@ -413,7 +489,12 @@ async fn download(u: &Uploads, d: &Digest, head: bool, h: &HeaderMap) -> Result<
     } else {
         let range = match requested_range(h, size) {
             Some(Err(())) => {
-                return Err(BlobError::InvalidRange { start: 0, end: 0, size }.into());
+                return Err(BlobError::InvalidRange {
+                    start: 0,
+                    end: 0,
+                    size,
+                }
+                .into());
             }
             Some(Ok(r)) if !(r.start == 0 && r.end == size) => Some(r),
             _ => None,
@@ -427,10 +508,15 @@ async fn download(u: &Uploads, d: &Digest, head: bool, h: &HeaderMap) -> Result<
         };
         let hs = r.headers_mut();
         hs.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         if let Some(range) = range {
             *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
+            {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
         }
@@ -439,7 +525,10 @@ async fn download(u: &Uploads, d: &Digest, head: bool, h: &HeaderMap) -> Result<
     let hs = r.headers_mut();
     hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // A digest names immutable bytes: cache forever.
-    hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    hs.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
     if let Ok(v) = HeaderValue::from_str(&etag) {
         hs.insert(header::ETAG, v);
     }
@@ -455,10 +544,27 @@ mod tests {
 
     #[test]
     fn paths_parse_as_the_distribution_spec_lays_them_out() {
-        assert_eq!(route("models/llama/blobs/uploads/"), Some(Route::Uploads { name: "models/llama" }));
+        assert_eq!(
+            route("models/llama/blobs/uploads/"),
+            Some(Route::Uploads {
+                name: "models/llama"
+            })
+        );
         assert_eq!(route("m/blobs/uploads"), Some(Route::Uploads { name: "m" }));
-        assert_eq!(route("m/blobs/uploads/abc"), Some(Route::Upload { name: "m", id: "abc" }));
-        assert_eq!(route("a/b/blobs/sha256:00"), Some(Route::Blob { name: "a/b", digest: "sha256:00" }));
+        assert_eq!(
+            route("m/blobs/uploads/abc"),
+            Some(Route::Upload {
+                name: "m",
+                id: "abc"
+            })
+        );
+        assert_eq!(
+            route("a/b/blobs/sha256:00"),
+            Some(Route::Blob {
+                name: "a/b",
+                digest: "sha256:00"
+            })
+        );
         assert_eq!(route("m/manifests/latest"), None);
     }
 
@@ -467,7 +573,19 @@ mod tests {
         for ok in ["m", "models/llama-3", "a.b_c/d__e", "x0/y1"] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", "M", "-a", "a-", "a//b", "/a", "a/", "a/../b", "a b", "a%2fb", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "M",
+            "-a",
+            "a-",
+            "a//b",
+            "/a",
+            "a/",
+            "a/../b",
+            "a b",
+            "a%2fb",
+            &"a".repeat(256),
+        ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }
@@ -503,7 +621,10 @@ mod tests {
         assert!(content_range_start(&h).is_err());
         h.insert(header::CONTENT_RANGE, HeaderValue::from_static("9-0"));
         assert!(content_range_start(&h).is_err());
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("bytes 10-18/*"));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-18/*"),
+        );
         assert_eq!(content_range_start(&h).ok(), Some(Some(10)));
     }
 }

@@ -167,13 +167,20 @@ impl Registry {
     fn event_at(&self, index: u64) -> Result<(Event, tlog_tiles::Hash)> {
         let (_, entry) = self.entry(index)?;
         let ev = Event::decode(&entry).map_err(|e| {
-            CatalogError::Corrupt(format!("history names entry {index}, which is not an event: {e}"))
+            CatalogError::Corrupt(format!(
+                "history names entry {index}, which is not an event: {e}"
+            ))
         })?;
         Ok((ev, tlog_tiles::record_hash(&entry)))
     }
 
     /// The version's state after the entries before `as_of` (the current state if `None`).
-    pub fn version(&self, name: &str, version: &str, as_of: Option<u64>) -> Result<Option<VersionState>> {
+    pub fn version(
+        &self,
+        name: &str,
+        version: &str,
+        as_of: Option<u64>,
+    ) -> Result<Option<VersionState>> {
         let current = self.catalog.version(name, version)?;
         let Some(as_of) = as_of else {
             return Ok(current);
@@ -231,11 +238,15 @@ impl Registry {
                 }
                 let (ev, leaf) = self.event_at(index)?;
                 let Event::AliasMoved(m) = &ev else {
-                    return Err(CatalogError::Corrupt(format!("alias history names entry {index}")).into());
+                    return Err(CatalogError::Corrupt(format!(
+                        "alias history names entry {index}"
+                    ))
+                    .into());
                 };
                 state = Some(
-                    AliasState::apply(state.as_ref(), m, index, leaf)
-                        .map_err(|e| CatalogError::Corrupt(format!("replaying entry {index}: {e}")))?,
+                    AliasState::apply(state.as_ref(), m, index, leaf).map_err(|e| {
+                        CatalogError::Corrupt(format!("replaying entry {index}: {e}"))
+                    })?,
                 );
             }
             if let Some(s) = state.filter(|s| s.version.is_some()) {
@@ -253,7 +264,6 @@ impl Registry {
             .map(|i| self.event_at(i).map(|(ev, leaf)| (i, leaf, ev)))
             .collect()
     }
-
 }
 
 /// What a rebuild found: entries accepted, rejected, and not registry events.

@@ -8,9 +8,7 @@
 //! that exists) are checked by the catalog at the entry's position in the log.
 
 use ledger_client::digest::Digest;
-use ledger_client::event::{
-    AliasMoved, Event, Kind, Link, Metadata, Prev, Signature, Stage,
-};
+use ledger_client::event::{AliasMoved, Event, Kind, Link, Metadata, Prev, Signature, Stage};
 use serde::{Deserialize, Serialize};
 use tlog_tiles::Hash;
 

@@ -46,7 +46,10 @@ pub struct Uploads {
 
 /// Session ids are 128 random bits in hex: knowing one is the capability to write to it.
 fn valid_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Uploads {
@@ -134,7 +137,12 @@ impl Uploads {
         self.append_locked(id, start, body).await
     }
 
-    async fn append_locked(&self, id: &str, start: Option<u64>, mut body: ByteStream) -> Result<u64> {
+    async fn append_locked(
+        &self,
+        id: &str,
+        start: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<u64> {
         let have = self.progress(id).await?;
         if let Some(start) = start {
             if start != have {
@@ -176,7 +184,12 @@ impl Uploads {
     /// Appends the final chunk (if any), then moves the bytes into the blob store under
     /// their digest, which must be `digest`. The session ends either way, except when the
     /// final chunk itself was refused (the client may retry it).
-    pub async fn complete(&self, id: &str, digest: Digest, last: Option<ByteStream>) -> Result<Put> {
+    pub async fn complete(
+        &self,
+        id: &str,
+        digest: Digest,
+        last: Option<ByteStream>,
+    ) -> Result<Put> {
         let lock = self.lock(id);
         let _guard = lock.lock().await;
         if let Some(body) = last {
