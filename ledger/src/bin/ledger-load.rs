@@ -546,7 +546,10 @@ async fn main() -> Result<()> {
             print_stats(&format!("rate (target {rate}/s)"), &stats, secs);
             report_latency("submission-to-proof", std::mem::take(&mut *lats.lock()));
         }
-        Mode::Blobs { mib, server_pid } => blob_bench(&t, mib << 20, server_pid).await?,
+        Mode::Blobs { mib, server_pid } => {
+            let dir = (!cli.no_machine).then_some(cli.fsync_dir.as_path());
+            blob_bench(&t, mib << 20, server_pid, dir).await?
+        }
         Mode::Fill {
             entries,
             batch,
@@ -656,7 +659,31 @@ async fn head_only(host: &str, head: String) -> Result<(tokio::net::TcpStream, u
     Ok((s, status))
 }
 
-async fn blob_bench(t: &Target, size: u64, pid: Option<u32>) -> Result<()> {
+/// Sustained write bandwidth of `size` bytes ending in fdatasync (MiB/s).
+fn measure_disk_bandwidth(dir: &std::path::Path, size: u64) -> Result<f64> {
+    let path = dir.join(format!(".ledger-load-disk-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path)?;
+    let mut gen = BlobBytes::new();
+    let start = Instant::now();
+    let mut left = size;
+    while left > 0 {
+        let b = gen.next(left);
+        f.write_all(b)?;
+        left -= b.len() as u64;
+    }
+    f.sync_data()?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(size as f64 / (1 << 20) as f64 / secs)
+}
+
+async fn blob_bench(
+    t: &Target,
+    size: u64,
+    pid: Option<u32>,
+    fsync_dir: Option<&std::path::Path>,
+) -> Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mib = size as f64 / (1 << 20) as f64;
     // The machine's limit for this work: SHA-256 of the same bytes on one core.
@@ -673,6 +700,11 @@ async fn blob_bench(t: &Target, size: u64, pid: Option<u32>) -> Result<()> {
     let digest = format!("sha256:{}", hex::encode(h.finalize()));
     let sha = mib / sha_secs;
     println!("machine: sha256 {sha:.0} MiB/s over this {mib:.0} MiB blob (one core)");
+    // The other limit of a durable upload: writing the same amount to this disk, synced.
+    if let Some(dir) = fsync_dir {
+        let disk = measure_disk_bandwidth(dir, size)?;
+        println!("machine: disk {disk:.0} MiB/s writing {mib:.0} MiB + fdatasync in {}", dir.display());
+    }
     if let Some(p) = pid {
         println!(
             "server peak RSS before: {} MiB",

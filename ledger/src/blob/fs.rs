@@ -218,7 +218,7 @@ fn walk(
 }
 
 /// Chunks queued for a writer's thread.
-const WRITE_QUEUE: usize = 16;
+const WRITE_QUEUE: usize = 32;
 
 /// Written bytes are handed to the disk in steps of this size while a blob streams in,
 /// so the fsync at the end waits for the last step only, not for gigabytes of dirty

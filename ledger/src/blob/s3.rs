@@ -36,6 +36,9 @@ use std::sync::Arc;
 /// the last is exactly this size. With S3's limit of 10,000 parts this caps an object at
 /// 80 GiB; it is also the most a writer holds in memory.
 pub const PART_SIZE: usize = 8 << 20;
+/// Parts uploaded concurrently by one writer (so at most this many parts, plus the one
+/// being filled, are in memory).
+const PARTS_IN_FLIGHT: usize = 3;
 
 /// S3's limit on the number of parts of one multipart upload.
 const MAX_PARTS: usize = 10_000;
@@ -220,6 +223,7 @@ impl BlobStore for S3Store {
             buffered: 0,
             upload: None,
             parts: 0,
+            in_flight: Default::default(),
             leftover: None,
         }))
     }
@@ -315,6 +319,10 @@ struct S3Writer {
     /// Started with the first full part; `None` while the object fits in one part.
     upload: Option<Box<dyn MultipartUpload>>,
     parts: usize,
+    /// Parts on their way to the server: a round trip per part in turn left the link idle
+    /// most of the time (BENCHMARKS.md), so up to `PARTS_IN_FLIGHT` travel at once.
+    /// Each is a task of its own, so parts travel while the body is still being read.
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
     /// A staging object that may have been completed by a commit that then did not finish
     /// (its future was dropped, or the copy failed): `Drop` deletes it.
     leftover: Option<Path>,
@@ -355,9 +363,21 @@ impl S3Writer {
             .as_mut()
             .expect("started above")
             .put_part(payload);
-        part.await
-            .map_err(|e| io("upload part", self.target_path(), e))?;
+        self.in_flight.push_back(tokio::spawn(part));
         self.parts += 1;
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight.
+    async fn settle_one(&mut self) -> Result<()> {
+        if let Some(task) = self.in_flight.pop_front() {
+            task.await
+                .map_err(|e| BlobError::Io(format!("s3: part upload task: {e}")))?
+                .map_err(|e| io("upload part", self.target_path(), e))?;
+        }
         Ok(())
     }
 
@@ -377,6 +397,9 @@ impl S3Writer {
         if self.buffered > 0 {
             self.send_part().await?;
         }
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
         // Taken out first: once completion was sent, an abort from `Drop` (should the commit
         // be cancelled) could race it. A completion cut short leaves invisible parts, which
         // the bucket's lifecycle rules reclaim.
@@ -391,6 +414,9 @@ impl S3Writer {
     async fn cancel(&mut self) {
         self.buf.clear();
         self.buffered = 0;
+        for task in self.in_flight.drain(..) {
+            task.abort();
+        }
         if let Some(mut upload) = self.upload.take() {
             let _ = upload.abort().await;
         }
@@ -482,6 +508,9 @@ impl Drop for S3Writer {
     /// (dropped outside tokio) it cannot be, and the server's lifecycle rules must reclaim
     /// the parts; nothing is visible either way.
     fn drop(&mut self) {
+        for task in self.in_flight.drain(..) {
+            task.abort();
+        }
         let upload = self.upload.take();
         let leftover = self.leftover.take();
         if upload.is_none() && leftover.is_none() {
