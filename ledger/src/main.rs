@@ -22,22 +22,27 @@ struct Cli {
     serve: ServeArgs,
 }
 
+/// A stopped ledger's data directory and one of its logs.
+#[derive(Args)]
+struct OfflineArgs {
+    #[arg(long, default_value = "./ledger-data")]
+    data_dir: PathBuf,
+    /// The log's name.
+    #[arg(long, default_value = "artifacts")]
+    log: String,
+    /// The log's vkey file (default: `<data-dir>/keys/<log>.vkey`); an auditor passes the
+    /// one the operator published.
+    #[arg(long)]
+    vkey: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
     /// Rebuild a stopped ledger's registry catalog from its log alone, and report whether the
     /// rebuilt catalog is identical to the one it replaces.
-    Reindex {
-        #[arg(long, default_value = "./ledger-data")]
-        data_dir: PathBuf,
-        /// The registry's log.
-        #[arg(long, default_value = "artifacts")]
-        log: String,
-        /// Verification key of the log (default: <data-dir>/keys/<log>.vkey).
-        #[arg(long)]
-        vkey: Option<PathBuf>,
-    },
+    Reindex(OfflineArgs),
     /// Write a new master key for sealing blobs at rest (mode 0600; never overwrites).
     SealKeygen {
         #[arg(long)]
@@ -46,15 +51,8 @@ enum Command {
     /// Audit a stopped log's storage: re-hash every entry, rebuild every tile, check every
     /// checkpoint ever issued; then report storage use per entry.
     Fsck {
-        #[arg(long, default_value = "./ledger-data")]
-        data_dir: PathBuf,
-        /// The log's name.
-        #[arg(long, default_value = "artifacts")]
-        log: String,
-        /// The log's vkey file (default: `<data-dir>/keys/<log>.vkey`); an auditor passes the
-        /// one the operator published.
-        #[arg(long)]
-        vkey: Option<PathBuf>,
+        #[command(flatten)]
+        offline: OfflineArgs,
         /// Compact storage first so that the byte counts are settled.
         #[arg(long)]
         compact: bool,
@@ -143,22 +141,16 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some(Command::Serve(a)) => serve(a),
-        Some(Command::Reindex {
-            data_dir,
-            log,
-            vkey,
-        }) => reindex(data_dir, log, vkey),
+        Some(Command::Reindex(o)) => reindex(o.data_dir, o.log, o.vkey),
         Some(Command::SealKeygen { out }) => {
             ledger::blob::seal::MasterKey::generate_file(&out)?;
             eprintln!("wrote {} (mode 0600)", out.display());
             Ok(())
         }
         Some(Command::Fsck {
-            data_dir,
-            log,
-            vkey,
+            offline: o,
             compact,
-        }) => fsck(data_dir, log, vkey, compact),
+        }) => fsck(o.data_dir, o.log, o.vkey, compact),
         None => serve(cli.serve),
     }
 }

@@ -167,6 +167,22 @@ fn collect(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<R
     })
 }
 
+/// Any method, any headers.
+pub fn request(
+    a: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
+    let mut b = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(body.to_vec()).map_err(|e| e.to_string())?;
+    collect(a.run(req))
+}
+
 pub fn get(a: &ureq::Agent, url: &str) -> Result<Resp, String> {
     collect(a.get(url).call())
 }

@@ -7,34 +7,12 @@ use ledger_client::checkpoint::verify_checkpoint;
 use ledger_client::digest::Digest;
 use ledger_client::event::Event;
 use ledger_client::merkle::{hash_from_base64, leaf_hash, verify_inclusion, Hash};
-use ledger_e2e::{agent, binary, get, post, Ledger, Resp};
+use ledger_e2e::{agent, binary, get, post, request, Ledger, Resp};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 
 fn call(a: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut b = ureq::http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = b.body(body.to_vec()).unwrap();
-    let mut r = a.run(req).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    request(a, method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
 fn start(args: &[&str]) -> (tempfile::TempDir, Ledger) {

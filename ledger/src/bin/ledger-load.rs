@@ -703,7 +703,10 @@ async fn blob_bench(
     // The other limit of a durable upload: writing the same amount to this disk, synced.
     if let Some(dir) = fsync_dir {
         let disk = measure_disk_bandwidth(dir, size)?;
-        println!("machine: disk {disk:.0} MiB/s writing {mib:.0} MiB + fdatasync in {}", dir.display());
+        println!(
+            "machine: disk {disk:.0} MiB/s writing {mib:.0} MiB + fdatasync in {}",
+            dir.display()
+        );
     }
     if let Some(p) = pid {
         println!(

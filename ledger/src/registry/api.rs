@@ -174,6 +174,27 @@ fn existing_version(
     Ok(v)
 }
 
+/// Every write about a published, live version: lock its subject, look it up, log the
+/// event `build` makes from its state, answer the receipt.
+async fn version_write(
+    r: &Registry,
+    name: &str,
+    version: &str,
+    build: impl FnOnce(&super::catalog::Catalog, VersionState) -> Result<Event, RegistryError>,
+) -> Result<Response, ApiError> {
+    let subject = version_subject(name, version)?;
+    let w = r
+        .write(subject, |c| build(c, existing_version(c, name, version)?))
+        .await?;
+    written(r, w)
+}
+
+/// 422 unless the blob `d` is stored: events may only name bytes the registry holds.
+async fn require_blob(r: &Registry, d: &Digest) -> Result<u64, ApiError> {
+    let size = r.blobs.stat(d).await.map_err(RegistryError::from)?;
+    Ok(size.ok_or(RegistryError::Blob(crate::blob::BlobError::NotFound(*d)))?)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishReq {
@@ -218,14 +239,7 @@ async fn publish(
         )));
     }
     if let Some(m) = &q.meta_digest {
-        if r.blobs
-            .stat(m)
-            .await
-            .map_err(RegistryError::from)?
-            .is_none()
-        {
-            return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(*m)).into());
-        }
+        require_blob(&r, m).await?;
     }
     let mut existing = None;
     let w = r
@@ -282,35 +296,25 @@ async fn metadata(
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: MetadataReq = body(&headers, &raw)?;
-    let subject = version_subject(&q.name, &q.version)?;
+    version_subject(&q.name, &q.version)?;
     if q.meta.is_none() && q.meta_digest.is_none() {
         return Err(ApiError::invalid("give meta, meta_digest or both"));
     }
     if let Some(m) = &q.meta_digest {
-        if r.blobs
-            .stat(m)
-            .await
-            .map_err(RegistryError::from)?
-            .is_none()
-        {
-            return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(*m)).into());
-        }
+        require_blob(&r, m).await?;
     }
-    let w = r
-        .write(subject, |c| {
-            let v = existing_version(c, &q.name, &q.version)?;
-            Ok(Event::MetadataChanged(MetadataChanged {
-                name: q.name.clone(),
-                version: q.version.clone(),
-                meta_digest: q.meta_digest,
-                meta: q.meta.clone(),
-                prev: v.head,
-                actor: q.actor.clone(),
-                time: 0,
-            }))
-        })
-        .await?;
-    written(&r, w)
+    version_write(&r, &q.name, &q.version, |_, v| {
+        Ok(Event::MetadataChanged(MetadataChanged {
+            name: q.name.clone(),
+            version: q.version.clone(),
+            meta_digest: q.meta_digest,
+            meta: q.meta.clone(),
+            prev: v.head,
+            actor: q.actor.clone(),
+            time: 0,
+        }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -329,38 +333,35 @@ async fn lifecycle(
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: LifecycleReq = body(&headers, &raw)?;
-    let subject = version_subject(&q.name, &q.version)?;
-    let w = r
-        .write(subject, |c| {
-            let v = existing_version(c, &q.name, &q.version)?;
-            if !v.stage.can_transition_to(q.to) {
-                return Err(RegistryError::Conflict(format!(
-                    "{}@{} is {}; it cannot move to {} (allowed: {})",
-                    q.name,
-                    q.version,
-                    v.stage,
-                    q.to,
-                    v.stage
-                        .successors()
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            Ok(Event::Lifecycle(Lifecycle {
-                name: q.name.clone(),
-                version: q.version.clone(),
-                from: v.stage,
-                to: q.to,
-                reason: q.reason.clone(),
-                prev: v.head,
-                actor: q.actor.clone(),
-                time: 0,
-            }))
-        })
-        .await?;
-    written(&r, w)
+    version_subject(&q.name, &q.version)?;
+    version_write(&r, &q.name, &q.version, |_, v| {
+        if !v.stage.can_transition_to(q.to) {
+            return Err(RegistryError::Conflict(format!(
+                "{}@{} is {}; it cannot move to {} (allowed: {})",
+                q.name,
+                q.version,
+                v.stage,
+                q.to,
+                v.stage
+                    .successors()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(Event::Lifecycle(Lifecycle {
+            name: q.name.clone(),
+            version: q.version.clone(),
+            from: v.stage,
+            to: q.to,
+            reason: q.reason.clone(),
+            prev: v.head,
+            actor: q.actor.clone(),
+            time: 0,
+        }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -430,40 +431,37 @@ async fn lineage(
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: LineageReq = body(&headers, &raw)?;
-    let subject = version_subject(&q.name, &q.version)?;
+    version_subject(&q.name, &q.version)?;
     if q.links.is_empty() {
         return Err(ApiError::invalid("links: give at least one"));
     }
-    let w = r
-        .write(subject, |c| {
-            let v = existing_version(c, &q.name, &q.version)?;
-            for l in &q.links {
-                if let Target::Artifact(t) = &l.target {
-                    let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
-                        RegistryError::Invalid(format!(
-                            "lineage target {}@{} is not published",
-                            t.name, t.version
-                        ))
-                    })?;
-                    if target.digest != t.digest {
-                        return Err(RegistryError::Invalid(format!(
-                            "lineage target {}@{} has digest {}, not {}",
-                            t.name, t.version, target.digest, t.digest
-                        )));
-                    }
+    version_write(&r, &q.name, &q.version, |c, v| {
+        for l in &q.links {
+            if let Target::Artifact(t) = &l.target {
+                let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
+                    RegistryError::Invalid(format!(
+                        "lineage target {}@{} is not published",
+                        t.name, t.version
+                    ))
+                })?;
+                if target.digest != t.digest {
+                    return Err(RegistryError::Invalid(format!(
+                        "lineage target {}@{} has digest {}, not {}",
+                        t.name, t.version, target.digest, t.digest
+                    )));
                 }
             }
-            Ok(Event::Lineage(Lineage {
-                name: q.name.clone(),
-                version: q.version.clone(),
-                links: q.links.clone(),
-                prev: v.head,
-                actor: q.actor.clone(),
-                time: 0,
-            }))
-        })
-        .await?;
-    written(&r, w)
+        }
+        Ok(Event::Lineage(Lineage {
+            name: q.name.clone(),
+            version: q.version.clone(),
+            links: q.links.clone(),
+            prev: v.head,
+            actor: q.actor.clone(),
+            time: 0,
+        }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -488,7 +486,7 @@ async fn attestation(
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: AttestationReq = body(&headers, &raw)?;
-    let subject = version_subject(&q.name, &q.version)?;
+    version_subject(&q.name, &q.version)?;
     if r.blobs
         .stat(&q.statement)
         .await
@@ -497,22 +495,19 @@ async fn attestation(
     {
         return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(q.statement)).into());
     }
-    let w = r
-        .write(subject, |c| {
-            let v = existing_version(c, &q.name, &q.version)?;
-            Ok(Event::Attestation(Attestation {
-                name: q.name.clone(),
-                version: q.version.clone(),
-                statement: q.statement,
-                predicate_type: q.predicate_type.clone(),
-                media_type: q.media_type.clone(),
-                prev: v.head,
-                actor: q.actor.clone(),
-                time: 0,
-            }))
-        })
-        .await?;
-    written(&r, w)
+    version_write(&r, &q.name, &q.version, |_, v| {
+        Ok(Event::Attestation(Attestation {
+            name: q.name.clone(),
+            version: q.version.clone(),
+            statement: q.statement,
+            predicate_type: q.predicate_type.clone(),
+            media_type: q.media_type.clone(),
+            prev: v.head,
+            actor: q.actor.clone(),
+            time: 0,
+        }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]

@@ -303,9 +303,13 @@ impl Catalog {
 
     /// Every version of `name`, in version-string order.
     pub fn versions(&self, name: &str) -> Result<Vec<VersionState>> {
+        self.scan_json(&[b"v:", name.as_bytes(), b"\0"].concat())
+    }
+
+    /// Every JSON value under `prefix`, in key order.
+    fn scan_json<T: for<'de> Deserialize<'de>>(&self, prefix: &[u8]) -> Result<Vec<T>> {
         let mut out = vec![];
-        let prefix = [b"v:", name.as_bytes(), b"\0"].concat();
-        self.scan(&prefix, |k, v| {
+        self.scan(prefix, |k, v| {
             out.push(serde_json::from_slice(v).map_err(|e| {
                 CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k)))
             })?);
@@ -334,15 +338,7 @@ impl Catalog {
     }
 
     pub fn aliases(&self, name: &str) -> Result<Vec<AliasState>> {
-        let mut out = vec![];
-        let prefix = [b"a:", name.as_bytes(), b"\0"].concat();
-        self.scan(&prefix, |k, v| {
-            out.push(serde_json::from_slice(v).map_err(|e| {
-                CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k)))
-            })?);
-            Ok(())
-        })?;
-        Ok(out)
+        self.scan_json(&[b"a:", name.as_bytes(), b"\0"].concat())
     }
 
     /// Indexes of the subject's accepted entries, oldest first: its chain.
@@ -361,15 +357,7 @@ impl Catalog {
 
     /// Links that point at `target`, oldest first.
     pub fn linked_from(&self, target: &Target) -> Result<Vec<LinkIn>> {
-        let prefix = target_prefix(target);
-        let mut out = vec![];
-        self.scan(&prefix, |k, v| {
-            out.push(serde_json::from_slice(v).map_err(|e| {
-                CatalogError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k)))
-            })?);
-            Ok(())
-        })?;
-        Ok(out)
+        self.scan_json(&target_prefix(target))
     }
 
     /// Why the entry at `index` was rejected, if it was.
