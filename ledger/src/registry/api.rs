@@ -4,6 +4,7 @@
 //! Until access control lands, the acting identity (`actor`) is taken from the request body
 //! as given; the log records it, it is not yet proven.
 
+use super::intoto;
 use super::service::{Registry, RegistryError, Written};
 use super::state::VersionState;
 use crate::api_error::ApiError;
@@ -471,13 +472,9 @@ struct AttestationReq {
     version: String,
     statement: Digest,
     predicate_type: String,
-    #[serde(default = "in_toto")]
-    media_type: String,
+    /// Checked against the blob's framing when given; derived from it otherwise.
+    media_type: Option<String>,
     actor: String,
-}
-
-fn in_toto() -> String {
-    "application/vnd.in-toto+json".into()
 }
 
 async fn attestation(
@@ -487,21 +484,63 @@ async fn attestation(
 ) -> Result<Response, ApiError> {
     let q: AttestationReq = body(&headers, &raw)?;
     version_subject(&q.name, &q.version)?;
-    if r.blobs
-        .stat(&q.statement)
-        .await
-        .map_err(RegistryError::from)?
-        .is_none()
-    {
-        return Err(RegistryError::Blob(crate::blob::BlobError::NotFound(q.statement)).into());
+    let size = require_blob(&r, &q.statement).await?;
+    if size > intoto::MAX_STATEMENT_BYTES {
+        return Err(ApiError::invalid(format!(
+            "statement {} is {size} bytes; an attestation is at most {} bytes",
+            q.statement,
+            intoto::MAX_STATEMENT_BYTES
+        )));
     }
+    let (_, mut body) = r
+        .blobs
+        .get(&q.statement, None)
+        .await
+        .map_err(RegistryError::from)?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk =
+            chunk.map_err(|e| RegistryError::Blob(crate::blob::BlobError::Io(e.to_string())))?;
+        bytes.extend_from_slice(&chunk);
+    }
+    let claims = intoto::parse(&bytes)
+        .map_err(|e| ApiError::invalid(format!("statement {}: {e}", q.statement)))?;
+    if claims.predicate_type != q.predicate_type {
+        return Err(ApiError::invalid(format!(
+            "the statement's predicateType is {:?}, not {:?}",
+            claims.predicate_type, q.predicate_type
+        )));
+    }
+    let media_type = match &q.media_type {
+        Some(m) if m != claims.media_type => {
+            return Err(ApiError::invalid(format!(
+                "media_type {m:?} does not match the blob, which is {}",
+                claims.media_type
+            )))
+        }
+        _ => claims.media_type.to_string(),
+    };
     version_write(&r, &q.name, &q.version, |_, v| {
+        if !claims.subjects.contains(&v.digest) {
+            return Err(RegistryError::Invalid(format!(
+                "the statement is about {}, not about {}@{} ({})",
+                claims
+                    .subjects
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                q.name,
+                q.version,
+                v.digest
+            )));
+        }
         Ok(Event::Attestation(Attestation {
             name: q.name.clone(),
             version: q.version.clone(),
             statement: q.statement,
             predicate_type: q.predicate_type.clone(),
-            media_type: q.media_type.clone(),
+            media_type: media_type.clone(),
             prev: v.head,
             actor: q.actor.clone(),
             time: 0,

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod intoto;
 pub mod oci;
 pub mod service;
 pub mod state;

@@ -52,6 +52,9 @@ pub struct Written {
     pub receipt: Receipt,
 }
 
+/// Longest a write waits for the catalog to catch up with the log.
+const CATALOG_WAIT: Duration = Duration::from_secs(30);
+
 /// Entries applied per catalog step while catching up.
 const APPLY_CHUNK: u64 = 4096;
 
@@ -105,14 +108,26 @@ impl Registry {
         Ok(())
     }
 
-    /// Waits until the catalog has applied the log up to `size`.
-    async fn applied_to(&self, size: u64) {
+    /// Waits until the catalog has applied the log up to `size`. A catalog that cannot
+    /// apply (its storage failing) makes writes fail with 503 rather than hang.
+    async fn applied_to(&self, size: u64) -> Result<()> {
         let mut rx = self.catalog.subscribe();
-        while *rx.borrow_and_update() < size {
-            if rx.changed().await.is_err() {
-                return;
+        let wait = async {
+            while *rx.borrow_and_update() < size {
+                if rx.changed().await.is_err() {
+                    break;
+                }
             }
-        }
+        };
+        tokio::time::timeout(CATALOG_WAIT, wait)
+            .await
+            .map_err(|_| {
+                LogError::Unavailable(format!(
+                    "the catalog has not applied the log up to entry {size} within {}s",
+                    CATALOG_WAIT.as_secs()
+                ))
+            })?;
+        Ok(())
     }
 
     fn lock(&self, s: &Subject) -> Arc<tokio::sync::Mutex<()>> {
@@ -127,7 +142,7 @@ impl Registry {
     ) -> Result<Written> {
         let lock = self.lock(&subject);
         let _guard = lock.lock().await;
-        self.applied_to(self.log.snapshot().size()).await;
+        self.applied_to(self.log.snapshot().size()).await?;
         let mut event = build(&self.catalog)?;
         event.set_time(now());
         event
@@ -141,7 +156,7 @@ impl Registry {
             .await
             .map_err(|_| LogError::Unavailable("sequencer stopped".into()))??;
         let index = receipt.entries[0].index;
-        self.applied_to(index + 1).await;
+        self.applied_to(index + 1).await?;
         if let Some(reason) = self.catalog.rejection(index)? {
             return Err(RegistryError::Conflict(format!(
                 "entry {index} was logged but does not apply: {reason}"
