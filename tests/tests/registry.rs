@@ -794,7 +794,16 @@ fn an_attestation_must_be_an_in_toto_statement_about_the_version() {
     let a = agent();
     let model = upload(&a, &l, b"model weights to attest");
     let other = upload(&a, &l, b"some other bytes");
-    assert_eq!(write(&a, &l, "publish", json!({"name": "m", "version": "1", "kind": "model", "digest": model, "actor": "ci"})).status, 201);
+    assert_eq!(
+        write(
+            &a,
+            &l,
+            "publish",
+            json!({"name": "m", "version": "1", "kind": "model", "digest": model, "actor": "ci"})
+        )
+        .status,
+        201
+    );
     let statement = |d: &Digest, predicate: &str| {
         json!({"_type": "https://in-toto.io/Statement/v1",
                "subject": [{"name": "model.bin", "digest": {"sha256": d.hex()}}],
@@ -803,12 +812,19 @@ fn an_attestation_must_be_an_in_toto_statement_about_the_version() {
     };
     let eval = "https://example.com/evaluation/v1";
     let attest = |s: &Digest, predicate: &str| {
-        write(&a, &l, "attestation", json!({"name": "m", "version": "1", "statement": s, "predicate_type": predicate, "actor": "ci"}))
+        write(
+            &a,
+            &l,
+            "attestation",
+            json!({"name": "m", "version": "1", "statement": s, "predicate_type": predicate, "actor": "ci"}),
+        )
     };
 
     let good = upload(&a, &l, statement(&model, eval).as_bytes());
     let (_, ev) = verified(&l, &attest(&good, eval));
-    let Event::Attestation(at) = ev else { panic!("not an attestation") };
+    let Event::Attestation(at) = ev else {
+        panic!("not an attestation")
+    };
     assert_eq!(at.media_type, "application/vnd.in-toto+json");
     // The same statement in a DSSE envelope.
     let env = json!({"payloadType": "application/vnd.in-toto+json",
@@ -816,16 +832,24 @@ fn an_attestation_must_be_an_in_toto_statement_about_the_version() {
                      "signatures": [{"keyid": "ci", "sig": BASE64_STANDARD.encode(b"sig")}]});
     let enveloped = upload(&a, &l, env.to_string().as_bytes());
     let (_, ev) = verified(&l, &attest(&enveloped, eval));
-    let Event::Attestation(at) = ev else { panic!("not an attestation") };
+    let Event::Attestation(at) = ev else {
+        panic!("not an attestation")
+    };
     assert_eq!(at.media_type, "application/vnd.dsse.envelope.v1+json");
 
     // About other bytes, under another predicate type, not a statement, or not stored.
     let about_other = upload(&a, &l, statement(&other, eval).as_bytes());
-    for (s, p) in [(about_other, eval), (good, "https://slsa.dev/provenance/v1"), (other, eval)] {
+    for (s, p) in [
+        (about_other, eval),
+        (good, "https://slsa.dev/provenance/v1"),
+        (other, eval),
+    ] {
         let r = attest(&s, p);
         assert_eq!(r.status, 422, "{}", r.text());
     }
     assert_eq!(attest(&Digest::of(b"never uploaded"), eval).status, 422);
-    let v = get(&a, &l.url("/registry/v1/version?name=m&version=1")).unwrap().json();
+    let v = get(&a, &l.url("/registry/v1/version?name=m&version=1"))
+        .unwrap()
+        .json();
     assert_eq!(v["version"]["attestations"].as_array().unwrap().len(), 2);
 }
