@@ -213,5 +213,9 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     for h in server.state.logs.values() {
         h.pool.shutdown();
     }
+    // The catalog writes its progress over runs of opaque entries lazily; record it.
+    if let Err(e) = server.state.artifacts.catalog.flush() {
+        tracing::warn!(error = %e, "could not record the catalog's progress");
+    }
     Ok(())
 }

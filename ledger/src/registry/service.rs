@@ -309,6 +309,7 @@ pub fn rebuild(
         }
         start = end;
     }
+    catalog.flush()?;
     Ok(counts)
 }
 
