@@ -262,6 +262,32 @@ fn a_failed_write_is_not_acknowledged_and_the_log_goes_on() {
 }
 
 #[test]
+fn a_failed_sync_is_reported_and_the_log_goes_on_from_what_storage_holds() {
+    let key = keys();
+    let store = Arc::new(MemoryStore::default());
+    let (log, pool) = open(store.clone(), &key);
+    submit(&pool, &[entry(0)]).unwrap();
+    // The write lands but its sync fails: whether it is durable is unknown, so its
+    // submitter hears of a failure and the log reloads from storage.
+    store.fail_next_sync();
+    let err = submit(&pool, &[entry(1)]).err().expect("sync failed");
+    assert!(err.to_string().contains("not sequenced"), "{err}");
+    // Storage kept the write, so the log goes on from it: entry 1 keeps its index, and its
+    // resubmission is answered as the duplicate it is.
+    let r = submit(&pool, &[entry(2)]).unwrap();
+    assert_eq!(r.entries[0].index, 2);
+    let again = submit(&pool, &[entry(1)]).unwrap();
+    assert_eq!(
+        (again.entries[0].index, again.entries[0].duplicate),
+        (1, true)
+    );
+    let recovered = ledger::log::recover(store.as_ref(), ORIGIN)
+        .unwrap()
+        .unwrap();
+    assert_eq!(recovered.root, log.snapshot().root);
+}
+
+#[test]
 fn a_write_that_failed_but_persisted_is_never_forked() {
     let key = keys();
     let store = Arc::new(MemoryStore::default());

@@ -171,19 +171,40 @@ pub async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(
-        &u,
-        method,
-        &rest,
-        q.as_deref().unwrap_or(""),
-        &headers,
-        body,
-    )
-    .await
-    {
+    let declared = headers.contains_key(header::TRANSFER_ENCODING)
+        || declared_length(&headers)
+            .ok()
+            .flatten()
+            .is_some_and(|n| n > 0);
+    let (body, consumed) = tracked(body);
+    let query = q.as_deref().unwrap_or("");
+    let mut r = match handle(&u, method, &rest, query, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    // Answered without reading the body the request announced (a blob already stored, a
+    // size over the limit, a bad path): the connection cannot carry another request, so
+    // say so rather than let the client reuse it and fail.
+    if declared && !consumed.load(Ordering::Relaxed) {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    r
+}
+
+/// The body, and a flag set once it has been read to its end.
+fn tracked(body: Body) -> (Body, Arc<AtomicBool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let mut inner = body.into_data_stream();
+    let s = futures::stream::poll_fn(move |cx| {
+        let r = inner.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(None) = r {
+            flag.store(true, Ordering::Relaxed);
+        }
+        r
+    });
+    (Body::from_stream(s), done)
 }
 
 async fn handle(

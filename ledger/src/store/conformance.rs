@@ -35,6 +35,12 @@ fn run(s: &dyn LogStore) {
         "missing tail entries must be an error"
     );
 
+    // A write is visible at once; a sync after it returns without error.
+    let c = commit_at(4);
+    s.write(&c).unwrap();
+    assert_eq!(s.latest_checkpoint().unwrap().unwrap().0, 4);
+    s.sync().unwrap();
+
     // Dedup buckets append.
     let mut c = commit_at(256);
     c.tail_deletes = std::iter::once(0..256).collect();
@@ -58,7 +64,7 @@ fn run(s: &dyn LogStore) {
     // Every checkpoint stays readable; the latest is the largest.
     assert_eq!(s.checkpoint_at(3).unwrap().unwrap(), b"checkpoint 3");
     assert_eq!(s.latest_checkpoint().unwrap().unwrap().0, 256);
-    assert!(s.checkpoint_at(4).unwrap().is_none());
+    assert!(s.checkpoint_at(5).unwrap().is_none());
     assert!(s.storage_bytes() > 0);
 }
 

@@ -26,6 +26,9 @@ struct Inner {
     tail: BTreeMap<u64, bytes::Bytes>,
     dedup: BTreeMap<u16, Vec<u8>>,
     faults: Vec<Fault>,
+    /// Syncs still to fail (the written data stays applied: a sync error leaves it unknown
+    /// whether it is durable).
+    sync_faults: usize,
 }
 
 #[derive(Default)]
@@ -37,6 +40,11 @@ impl MemoryStore {
     /// Queues a fault for the next commit (faults are consumed in order).
     pub fn inject(&self, f: Fault) {
         self.inner.lock().faults.push(f);
+    }
+
+    /// Makes the next `sync` fail.
+    pub fn fail_next_sync(&self) {
+        self.inner.lock().sync_faults += 1;
     }
 
     fn apply(inner: &mut Inner, c: &Commit) {
@@ -138,7 +146,7 @@ impl LogStore for MemoryStore {
         Ok(())
     }
 
-    fn commit(&self, c: &Commit) -> Result<()> {
+    fn write(&self, c: &Commit) -> Result<()> {
         let mut inner = self.inner.lock();
         let fault = if inner.faults.is_empty() {
             None
@@ -158,6 +166,15 @@ impl LogStore for MemoryStore {
                 ))
             }
         }
+    }
+
+    fn sync(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if inner.sync_faults > 0 {
+            inner.sync_faults -= 1;
+            return Err(StoreError::Io("injected: sync failed".into()));
+        }
+        Ok(())
     }
 
     fn storage_bytes(&self) -> u64 {

@@ -65,8 +65,16 @@ pub trait LogStore: Send + Sync + 'static {
     fn dedup_bucket(&self, bucket: u16) -> Result<Vec<u8>>;
     /// Visits every dedup bucket (used to rebuild the in-memory filter at start-up).
     fn scan_dedup(&self, visit: &mut dyn FnMut(u16, &[u8])) -> Result<()>;
+    /// Applies `c` atomically. It is visible to reads at once but durable only once a
+    /// later `sync` returns: the sequencer writes the next batch while one syncs.
+    fn write(&self, c: &Commit) -> Result<()>;
+    /// Makes everything written before the call durable.
+    fn sync(&self) -> Result<()>;
     /// Applies `c` atomically; returns only once it is durable.
-    fn commit(&self, c: &Commit) -> Result<()>;
+    fn commit(&self, c: &Commit) -> Result<()> {
+        self.write(c)?;
+        self.sync()
+    }
     /// Bytes on disk (or in memory) for this log, for metrics and the overhead benchmark.
     fn storage_bytes(&self) -> u64;
 }

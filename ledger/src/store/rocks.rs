@@ -254,7 +254,28 @@ impl LogStore for RocksLogStore {
         Ok(())
     }
 
+    fn write(&self, c: &Commit) -> Result<()> {
+        self.write_batch(c, false)
+    }
+
+    fn sync(&self) -> Result<()> {
+        // FlushWAL(sync = true): fsyncs the write-ahead log, covering every write so far.
+        self.db.flush_wal(true).map_err(io)
+    }
+
     fn commit(&self, c: &Commit) -> Result<()> {
+        // One write that RocksDB syncs itself: the batch is on stable storage before any
+        // submitter hears of it.
+        self.write_batch(c, true)
+    }
+
+    fn storage_bytes(&self) -> u64 {
+        self.storage_bytes_of_cfs()
+    }
+}
+
+impl RocksLogStore {
+    fn write_batch(&self, c: &Commit, sync: bool) -> Result<()> {
         let mut b = WriteBatch::default();
         let tail = self.cf("tail")?;
         for (i, e) in &c.tail_puts {
@@ -281,12 +302,11 @@ impl LogStore for RocksLogStore {
             &c.checkpoint.1,
         );
         let mut wo = WriteOptions::default();
-        // The batch must be on stable storage before any submitter hears of it.
-        wo.set_sync(true);
+        wo.set_sync(sync);
         self.db.write_opt(b, &wo).map_err(io)
     }
 
-    fn storage_bytes(&self) -> u64 {
+    fn storage_bytes_of_cfs(&self) -> u64 {
         CF_KINDS
             .iter()
             .filter_map(|k| self.cf(k).ok())
