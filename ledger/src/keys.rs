@@ -20,6 +20,37 @@ pub fn key_paths(dir: &Path, log: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Creates a secret file (`what` names it in errors) with mode 0600, synced; refuses to
+/// overwrite one: it may be the only copy of a key.
+pub fn write_private(path: &Path, what: &str, contents: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {what} file {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads a secret file, refusing one that group or others can read.
+pub fn read_private(path: &Path, what: &str) -> Result<String> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} {} has mode {:o}; it must not be readable by group or others (chmod 600)",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(fs::read_to_string(path)?)
+}
+
 /// Writes a new key pair named `origin`. The private key file is created with mode 0600 and
 /// never overwritten.
 pub fn generate(skey_path: &Path, vkey_path: &Path, origin: &str) -> Result<String> {
@@ -27,17 +58,7 @@ pub fn generate(skey_path: &Path, vkey_path: &Path, origin: &str) -> Result<Stri
         bail!("origin {origin:?} is not a valid key name (no spaces, no '+', not empty)");
     }
     let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, origin);
-    if let Some(parent) = skey_path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(skey_path)
-        .with_context(|| format!("creating private key file {}", skey_path.display()))?;
-    f.write_all(format!("{skey}\n").as_bytes())?;
-    f.sync_all()?;
+    write_private(skey_path, "private key", &format!("{skey}\n"))?;
     fs::write(vkey_path, format!("{vkey}\n"))
         .with_context(|| format!("writing {}", vkey_path.display()))?;
     Ok(vkey)
@@ -45,17 +66,7 @@ pub fn generate(skey_path: &Path, vkey_path: &Path, origin: &str) -> Result<Stri
 
 /// Loads a private key, refusing one that other users can read, and derives its vkey.
 pub fn load(skey_path: &Path, expected_origin: &str) -> Result<KeyPair> {
-    let meta = fs::metadata(skey_path)
-        .with_context(|| format!("reading private key {}", skey_path.display()))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "private key {} has mode {:o}; it must not be readable by group or others (chmod 600)",
-            skey_path.display(),
-            mode & 0o777
-        );
-    }
-    let text = fs::read_to_string(skey_path)?;
+    let text = read_private(skey_path, "private key")?;
     let skey = text.trim();
     let signer = StandardSigner::new(skey)
         .map_err(|e| anyhow::anyhow!("private key {}: {e}", skey_path.display()))?;

@@ -28,15 +28,12 @@
 use super::{BlobError, ByteStream, Digest, Result};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use std::fmt;
-use std::io::Write;
 use std::ops::{Range, RangeInclusive};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Plaintext bytes per chunk.
@@ -85,33 +82,14 @@ impl MasterKey {
     pub fn generate_file(path: &Path) -> anyhow::Result<MasterKey> {
         let mut key = [0u8; 32];
         OsRng.fill_bytes(&mut key);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating blob master key file {}", path.display()))?;
-        f.write_all(format!("{KEY_FILE_PREFIX}{}\n", hex::encode(key)).as_bytes())?;
-        f.sync_all()?;
+        let text = format!("{KEY_FILE_PREFIX}{}\n", hex::encode(key));
+        crate::keys::write_private(path, "blob master key", &text)?;
         Ok(MasterKey::from_bytes(key))
     }
 
     /// Loads a key file, refusing one that group or others can read.
     pub fn load(path: &Path) -> anyhow::Result<MasterKey> {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("reading blob master key {}", path.display()))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "blob master key {} has mode {:o}; it must not be readable by group or others (chmod 600)",
-                path.display(),
-                mode & 0o777
-            );
-        }
-        let text = std::fs::read_to_string(path)?;
+        let text = crate::keys::read_private(path, "blob master key")?;
         let malformed = || {
             anyhow::anyhow!(
                 "{} is not a blob master key (want {KEY_FILE_PREFIX} followed by 64 hex digits)",
@@ -442,6 +420,7 @@ pub(crate) fn invalid_data(e: BlobError) -> std::io::Error {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
+    use std::os::unix::fs::PermissionsExt;
 
     fn seal_all(master: &MasterKey, plaintext: &[u8]) -> Vec<u8> {
         let mut sealer = Sealer::new(master);

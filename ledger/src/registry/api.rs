@@ -146,7 +146,7 @@ fn receipt(
 
 fn written(r: &Registry, w: Written) -> Result<Response, ApiError> {
     let index = w.receipt.entries[0].index;
-    receipt(r, index, &w.event.encode(), &w.event, false)
+    receipt(r, index, &w.entry, &w.event, false)
 }
 
 fn version_subject(name: &str, version: &str) -> Result<Subject, ApiError> {

@@ -49,6 +49,8 @@ pub struct Registry {
 /// A write's answer: the logged entry and where it is.
 pub struct Written {
     pub event: Event,
+    /// The logged entry: the event's encoding.
+    pub entry: Bytes,
     pub receipt: Receipt,
 }
 
@@ -151,7 +153,7 @@ impl Registry {
         debug_assert_eq!(event.subject(), subject);
         let entry = Bytes::from(event.encode());
         let leaf = tlog_tiles::record_hash(&entry);
-        let rx = self.pool.submit(vec![(entry, leaf)])?;
+        let rx = self.pool.submit(vec![(entry.clone(), leaf)])?;
         let receipt = rx
             .await
             .map_err(|_| LogError::Unavailable("sequencer stopped".into()))??;
@@ -162,7 +164,11 @@ impl Registry {
                 "entry {index} was logged but does not apply: {reason}"
             )));
         }
-        Ok(Written { event, receipt })
+        Ok(Written {
+            event,
+            entry,
+            receipt,
+        })
     }
 
     /// The entry at `index` and the snapshot it was read from.
