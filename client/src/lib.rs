@@ -35,13 +35,17 @@
 //! ```
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod digest;
 pub mod error;
 pub mod event;
 pub mod merkle;
+pub mod policy;
 pub mod tiles;
+pub mod timestamp;
 pub mod tlog_proof;
 pub mod trust;
+pub mod witness_protocol;
 
 pub use checkpoint::{parse_vkey, read_vkey_file, verify_checkpoint, VerifiedCheckpoint};
 pub use merkle::{leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash};
