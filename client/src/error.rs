@@ -277,3 +277,73 @@ pub enum TrustError {
         source: ProofError,
     },
 }
+
+/// Why an RFC 3161 time-stamp response or token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TimestampError {
+    /// Refused before parsing (`timestamp::MAX_TOKEN_SIZE`).
+    #[error("time-stamp token or response is larger than the 65536-byte limit")]
+    TooLarge,
+    /// Not DER, or not the structure RFC 3161 / RFC 5652 prescribe; says which part.
+    #[error("malformed time-stamp: {0}")]
+    Malformed(String),
+    /// The authority answered with a failure status (RFC 3161 §2.4.2).
+    #[error("time-stamp request refused: status {status}, failInfo {fail_info}, text {text:?}")]
+    Rejected {
+        status: String,
+        fail_info: String,
+        text: String,
+    },
+    /// A digest, signature or key algorithm this verifier does not accept.
+    #[error("unsupported algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+    /// The CMS signature over the signed attributes does not verify (RFC 5652 §5.6).
+    #[error("the time-stamp token's signature does not verify")]
+    BadSignature,
+    /// No certificate in the token (or the roots) matches the SignerInfo's sid.
+    #[error("signer certificate not found: {0}")]
+    SignerNotFound(String),
+    /// The ESS signing-certificate attribute does not identify the signer certificate
+    /// (RFC 3161 §2.4.1, RFC 5816 §2.2.1).
+    #[error("signing-certificate attribute does not match the signer certificate: {0}")]
+    SigningCertificateMismatch(String),
+    /// The token time-stamps another message (RFC 3161 §2.4.2 messageImprint).
+    #[error("the token's message imprint is not the hash of the given message")]
+    ImprintMismatch,
+    /// The token answers another request (RFC 3161 §2.4.2 nonce).
+    #[error("nonce mismatch: expected {expected}, the token has {got}")]
+    NonceMismatch { expected: u64, got: String },
+    /// A nonce was sent but the token has none: it could be a replayed older token.
+    #[error("the token has no nonce, expected {expected}")]
+    MissingNonce { expected: u64 },
+    /// The signer certificate does not chain up to a trusted root (RFC 5280 §6).
+    #[error("untrusted certificate chain: {0}")]
+    UntrustedChain(String),
+    /// A certificate of the chain was not valid at genTime (RFC 5280 §4.1.2.5).
+    #[error("certificate {subject} was not valid at the token's time {gen_time} (valid {not_before} to {not_after})")]
+    CertificateNotValidAt {
+        subject: String,
+        gen_time: String,
+        not_before: String,
+        not_after: String,
+    },
+    /// The signer certificate is not a time-stamping certificate (RFC 3161 §2.3).
+    #[error("not a time-stamping certificate: {0}")]
+    NotTimestampingCertificate(String),
+    /// TSTInfo.tsa names someone other than the signer (RFC 3161 §2.4.2).
+    #[error("the token names the authority {tsa} but is signed by {subject}")]
+    TsaNameMismatch { tsa: String, subject: String },
+}
+
+impl TimestampError {
+    /// True when the problem is the data's shape or an algorithm this verifier does not
+    /// support, false for a failed cryptographic, binding or trust check, or a refusal.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            TimestampError::TooLarge
+                | TimestampError::Malformed(_)
+                | TimestampError::UnsupportedAlgorithm(_)
+        )
+    }
+}

@@ -34,6 +34,7 @@
 //! parsed.verify(&leaf_hash(b"b"), &[&vkey], Some(origin)).unwrap();
 //! ```
 
+pub mod attestation;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod digest;

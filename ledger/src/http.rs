@@ -23,6 +23,8 @@ use tlog_tiles::Hash;
 pub struct LogHandle {
     pub log: Arc<Log>,
     pub pool: Arc<Pool>,
+    /// Witness cosignatures and time-stamps for this log's checkpoints.
+    pub attest: Arc<crate::attest::Attestor>,
 }
 
 pub struct AppState {
@@ -34,6 +36,10 @@ pub struct AppState {
     pub uploads: Arc<crate::registry::uploads::Uploads>,
     /// The artifact registry over the first log (`/registry/v1`, registry::api).
     pub artifacts: Arc<crate::registry::service::Registry>,
+    /// Longest a `?wait=attested` submission waits for a cosigned checkpoint.
+    pub attest_wait: std::time::Duration,
+    /// The embedded RFC 3161 authority, served at `POST /tsa` when enabled.
+    pub tsa: Option<Arc<crate::tsa::Authority>>,
 }
 
 /// Most entries one `add-batch` request may carry.
@@ -67,9 +73,16 @@ pub fn router(state: Shared) -> Router {
         .route("/{log}/proof/inclusion", get(inclusion))
         .route("/{log}/proof/consistency", get(consistency))
         .route("/{log}/proof/tlog-proof", get(tlog_proof))
+        .route("/{log}/attestation", get(attestation_latest))
+        .route("/{log}/attestation/{size}", get(attestation_at))
+        .route("/{log}/cosigned-checkpoint", get(cosigned_checkpoint))
         .merge(entries)
         .merge(blobs)
         .merge(crate::registry::api::router(state.artifacts.clone()))
+        .merge(match &state.tsa {
+            Some(a) => crate::tsa::router(a.clone()),
+            None => Router::new(),
+        })
         .fallback(|| async { ApiError::not_found("no such endpoint (see specs/api.md)") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -298,10 +311,26 @@ pub(crate) fn tlog_proof_text(index: u64, proof: Vec<Hash>, checkpoint: &[u8]) -
 async fn add(
     State(s): State<Shared>,
     Path(log): Path<String>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let h = handle(&s, &log)?;
+    let wait_attested = match q {
+        None => false,
+        Some(q) => match Query::parse(Some(q))?.0.get("wait").map(String::as_str) {
+            None => false,
+            Some("attested") => true,
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "wait must be \"attested\", not {v:?}"
+                )))
+            }
+        },
+    };
+    if wait_attested {
+        crate::attest::http::require_enabled(&h.attest)?;
+    }
     require_octet_stream(&headers)?;
     let entry = read_body(&headers, body, MAX_ENTRY_SIZE).await?;
     if entry.is_empty() {
@@ -316,6 +345,9 @@ async fn add(
         leaf,
         duplicate,
     } = receipt.entries[0];
+    if wait_attested {
+        return attested_add(&s, h, index, &leaf, duplicate).await;
+    }
     let snap = &receipt.snapshot;
     let proof = h.log.inclusion_proof(snap, index, snap.size())?;
     let checkpoint = note_str(&snap.checkpoint);
@@ -329,6 +361,36 @@ async fn add(
         inclusion_proof: B64List(&proof),
         tlog_proof,
         checkpoint,
+    }))
+}
+
+/// Waits for an attestation covering `index`, then answers with the proof against it.
+async fn attested_add(
+    s: &AppState,
+    h: &LogHandle,
+    index: u64,
+    leaf: &Hash,
+    duplicate: bool,
+) -> Result<Response, ApiError> {
+    use crate::attest::http as ah;
+    let a = h
+        .attest
+        .wait_covering(index, s.attest_wait)
+        .await
+        .ok_or_else(|| ah::wait_timeout(index, s.attest_wait))?;
+    let (proof, file) = ah::tlog_proof(&h.log, index, &a)?;
+    let file = String::from_utf8_lossy(&file);
+    let answer = ah::AttestationAnswer::new(&a);
+    Ok(json_answer(&ah::AttestedAdd {
+        index,
+        leaf_hash: B64(leaf),
+        duplicate,
+        tree_size: a.size,
+        inclusion_proof: B64List(&proof),
+        tlog_proof: &file,
+        checkpoint: answer.checkpoint,
+        cosigners: answer.cosigners,
+        timestamps: answer.timestamps,
     }))
 }
 
@@ -455,7 +517,7 @@ impl Query {
         self.0.get(name).map(|v| parse_u64(name, v)).transpose()
     }
 
-    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
         match self.0.get(name).map(String::as_str) {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") | Some("") => Ok(true),
@@ -565,7 +627,26 @@ async fn tlog_proof(
     Path(log): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    let attested = Query::parse(q.clone())?.flag("attested")?;
     let (h, snap, index, size) = entry_request(&s, &log, q)?;
+    if attested {
+        // The earliest attested tree that holds the entry (a tree_size= is ignored: the
+        // attestation decides the size).
+        let a = crate::attest::http::latest(&h.attest)?;
+        let a = if a.size > index {
+            h.attest
+                .covering(index)
+                .map_err(|e| ApiError::from(crate::log::LogError::Store(e)))?
+                .unwrap_or_else(|| (*a).clone())
+        } else {
+            return Err(ApiError::not_found(format!(
+                "entry {index} is not covered by an attested checkpoint yet (latest attested size {})",
+                a.size
+            )));
+        };
+        let (_, file) = crate::attest::http::tlog_proof(&h.log, index, &a)?;
+        return Ok(text(file, "no-cache"));
+    }
     let cp = h.log.checkpoint_at(size)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "the log issued no checkpoint at tree size {size}; a tlog-proof needs one"
@@ -599,6 +680,42 @@ async fn consistency(
         "checkpoint": cp.as_deref().map(note_str),
     }))
     .into_response())
+}
+
+// ---- attestations ----
+
+async fn attestation_latest(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let a = crate::attest::http::latest(&h.attest)?;
+    Ok(json_answer(&crate::attest::http::AttestationAnswer::new(
+        &a,
+    )))
+}
+
+async fn attestation_at(
+    State(s): State<Shared>,
+    Path((log, size)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let size = parse_u64("size", &size)?;
+    let a = crate::attest::http::at(&h.attest, size)?;
+    Ok(json_answer(&crate::attest::http::AttestationAnswer::new(
+        &a,
+    )))
+}
+
+/// The latest cosigned checkpoint as a signed note, for tools that speak only
+/// c2sp.org/tlog-checkpoint (it changes, so it is cached like the checkpoint).
+async fn cosigned_checkpoint(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let a = crate::attest::http::latest(&h.attest)?;
+    Ok(text(a.checkpoint.to_vec(), "no-cache, max-age=2"))
 }
 
 // ---- operations ----

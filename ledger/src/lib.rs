@@ -5,6 +5,7 @@
 //! [`log`] snapshot published → proofs answered from [`tree`] tiles.
 
 pub mod api_error;
+pub mod attest;
 pub mod blob;
 pub mod dedup;
 pub mod fsck;
@@ -17,3 +18,4 @@ pub mod sequencer;
 pub mod server;
 pub mod store;
 pub mod tree;
+pub mod tsa;

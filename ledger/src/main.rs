@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use ledger::sequencer::PoolConfig;
-use ledger::server::{BlobBackend, BlobConfig, LogSpec, ServerConfig};
+use ledger::server::{AttestSettings, BlobBackend, BlobConfig, LogSpec, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +69,34 @@ enum Command {
         #[arg(long, default_value = "artifacts")]
         name: String,
     },
+    /// Create an RFC 3161 time-stamping authority: `tsa.key` (mode 0600), `tsa.pem` (its
+    /// certificate, then the root) and `tsa-root.pem` (the one-shot root CA relying parties
+    /// trust; its private key is not kept). Never overwrites.
+    TsaKeygen {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Common name of the TSA certificate (the root is named `<NAME> Root`).
+        #[arg(long, default_value = "ledger time-stamping authority")]
+        name: String,
+        /// Validity of both certificates, in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Run a standalone RFC 3161 time-stamping authority: `POST /tsa` with an
+    /// `application/timestamp-query` body.
+    Tsa {
+        #[arg(long, default_value = "127.0.0.1:3161")]
+        listen: SocketAddr,
+        /// PKCS#8 PEM P-256 private key (mode 0600), e.g. `tsa.key` from `tsa-keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// PEM chain: the TSA certificate first, then its issuers up to the root.
+        #[arg(long)]
+        cert: PathBuf,
+        /// TSA policy OID (default: this ledger's policy under 2.25).
+        #[arg(long)]
+        policy: Option<String>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -114,6 +142,28 @@ struct ServeArgs {
     /// Largest accepted blob in bytes.
     #[arg(long, default_value_t = 1 << 40)]
     max_blob_bytes: u64,
+    /// Witnesses to ask for cosignatures and the quorum a published cosigned checkpoint
+    /// needs, in c2sp.org/tlog-policy format (every witness line needs its URL).
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
+    /// An RFC 3161 time-stamping authority to date checkpoints with; repeatable. Needs
+    /// --tsa-roots. Replaces the embedded authority.
+    #[arg(long = "tsa-url")]
+    tsa_urls: Vec<String>,
+    /// PEM root certificates the --tsa-url authorities' tokens must chain to.
+    #[arg(long)]
+    tsa_roots: Option<PathBuf>,
+    /// Do not run the embedded time-stamping authority (by default the ledger dates its
+    /// checkpoints with its own authority, key and certificate under <data-dir>/tsa, and
+    /// serves it at POST /tsa).
+    #[arg(long)]
+    no_embedded_tsa: bool,
+    /// Shortest time between two attestation rounds (cosigning and time-stamping), in ms.
+    #[arg(long, default_value_t = 1000)]
+    attest_interval_ms: u64,
+    /// Longest a `?wait=attested` submission waits, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    attest_wait_ms: u64,
 }
 
 fn main() -> Result<()> {
@@ -151,6 +201,24 @@ fn main() -> Result<()> {
             offline: o,
             compact,
         }) => fsck(o.data_dir, o.log, o.vkey, compact),
+        Some(Command::TsaKeygen { dir, name, days }) => {
+            let g = ledger::tsa::generate(&dir, &name, days)?;
+            println!("{}", g.root_pem.display());
+            eprintln!(
+                "wrote {} (mode 0600), {} and {}; root certificate SHA-256 {}",
+                g.key.display(),
+                g.chain_pem.display(),
+                g.root_pem.display(),
+                g.root_sha256
+            );
+            Ok(())
+        }
+        Some(Command::Tsa {
+            listen,
+            key,
+            cert,
+            policy,
+        }) => tsa(listen, key, cert, policy),
         None => serve(cli.serve),
     }
 }
@@ -191,11 +259,50 @@ fn serve(a: ServeArgs) -> Result<()> {
         },
         max_batch_bytes: a.max_batch_bytes,
         cache_bytes: a.cache_bytes,
+        attest: AttestSettings {
+            witness_policy: a.witness_policy,
+            tsa_urls: a.tsa_urls,
+            tsa_roots: a.tsa_roots,
+            embedded_tsa: !a.no_embedded_tsa,
+            interval: Duration::from_millis(a.attest_interval_ms),
+            wait: Duration::from_millis(a.attest_wait_ms),
+        },
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(ledger::server::serve(config))
+}
+
+/// The standalone time-stamping authority (`ledger tsa`).
+fn tsa(listen: SocketAddr, key: PathBuf, cert: PathBuf, policy: Option<String>) -> Result<()> {
+    let mut authority = ledger::tsa::Authority::from_files(&key, &cert)?;
+    if let Some(p) = policy {
+        authority = authority.with_policy(&p)?;
+    }
+    eprintln!(
+        "time-stamping authority {}, policy {}",
+        authority.subject(),
+        authority.policy()
+    );
+    let app: axum::Router = ledger::tsa::router(std::sync::Arc::new(authority));
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            use anyhow::Context;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            // Tests and scripts wait for this exact line; the endpoint is <url>/tsa.
+            println!("tsa listening on http://{}", listener.local_addr()?);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
+        })
 }
 
 /// Opens a stopped ledger's database for one log; returns it with the log's vkey and origin.

@@ -1,5 +1,8 @@
 //! Process wiring: open storage, recover every log, start sequencers, serve HTTP.
 
+use crate::attest::record::AttestStore;
+use crate::attest::timestamps::TsaSource;
+use crate::attest::{AttestConfig, Attestor};
 use crate::blob::fs::FsStore;
 use crate::blob::s3::{S3Config, S3Store};
 use crate::blob::seal::MasterKey;
@@ -12,7 +15,10 @@ use crate::registry::service::Registry as ArtifactRegistry;
 use crate::registry::uploads::Uploads;
 use crate::sequencer::{self, PoolConfig};
 use crate::store::rocks::RocksDb;
+use crate::tsa::Authority;
 use anyhow::{bail, Context, Result};
+use ledger_client::policy::Policy;
+use ledger_client::timestamp::TsaRoots;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +67,108 @@ pub struct ServerConfig {
     pub max_batch_bytes: usize,
     pub cache_bytes: usize,
     pub blobs: BlobConfig,
+    pub attest: AttestSettings,
+}
+
+/// Witnesses and time-stamping authorities (see `attest`).
+#[derive(Debug, Clone)]
+pub struct AttestSettings {
+    /// c2sp.org/tlog-policy file naming the witnesses and the quorum.
+    pub witness_policy: Option<PathBuf>,
+    /// External RFC 3161 authorities; when given, the embedded one does not date our
+    /// checkpoints.
+    pub tsa_urls: Vec<String>,
+    /// PEM roots for the external authorities' tokens.
+    pub tsa_roots: Option<PathBuf>,
+    /// Run the embedded authority (key and certificate under `<data-dir>/tsa`).
+    pub embedded_tsa: bool,
+    pub interval: std::time::Duration,
+    /// Longest a `?wait=attested` submission waits.
+    pub wait: std::time::Duration,
+}
+
+impl AttestSettings {
+    /// No witnesses and no authorities: nothing is attested.
+    pub fn none() -> Self {
+        Self {
+            witness_policy: None,
+            tsa_urls: vec![],
+            tsa_roots: None,
+            embedded_tsa: false,
+            interval: std::time::Duration::from_secs(1),
+            wait: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// The embedded authority's files, created on first start.
+fn embedded_tsa(data_dir: &std::path::Path) -> Result<(Arc<Authority>, TsaRoots)> {
+    let dir = data_dir.join("tsa");
+    let (key, chain, root) = (
+        dir.join("tsa.key"),
+        dir.join("tsa.pem"),
+        dir.join("tsa-root.pem"),
+    );
+    if !key.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::tsa::generate(&dir, "ledger embedded time-stamping authority", 3650)
+            .with_context(|| format!("creating the embedded authority in {}", dir.display()))?;
+    }
+    let authority = Authority::from_files(&key, &chain)
+        .with_context(|| format!("loading the embedded authority from {}", dir.display()))?;
+    let pem = std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
+    let roots = TsaRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+    Ok((Arc::new(authority), roots))
+}
+
+/// Everything attestation needs, resolved from the settings.
+fn attest_config(config: &ServerConfig) -> Result<(AttestConfig, Option<Arc<Authority>>)> {
+    let s = &config.attest;
+    let policy = match &s.witness_policy {
+        Some(p) => {
+            Some(Arc::new(Policy::read_file(p).with_context(|| {
+                format!("witness policy {}", p.display())
+            })?))
+        }
+        None => None,
+    };
+    let mut tsas = vec![];
+    let mut served = None;
+    if s.embedded_tsa {
+        let (authority, roots) = embedded_tsa(&config.data_dir)?;
+        if s.tsa_urls.is_empty() {
+            tsas.push(Arc::new(TsaSource::Embedded {
+                authority: authority.clone(),
+                roots: Arc::new(roots),
+            }));
+        }
+        served = Some(authority);
+    }
+    if !s.tsa_urls.is_empty() {
+        let path = s
+            .tsa_roots
+            .as_ref()
+            .context("--tsa-url needs --tsa-roots: tokens are verified before they are kept")?;
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let roots = Arc::new(
+            TsaRoots::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+        for url in &s.tsa_urls {
+            tsas.push(Arc::new(TsaSource::Remote {
+                url: url.clone(),
+                roots: roots.clone(),
+            }));
+        }
+    }
+    Ok((
+        AttestConfig {
+            policy,
+            tsas,
+            interval: s.interval,
+            peer_timeout: std::time::Duration::from_secs(10),
+        },
+        served,
+    ))
 }
 
 /// Where artifact bytes live.
@@ -127,6 +235,8 @@ pub struct Server {
     pub state: Arc<AppState>,
     /// (name, origin, vkey, tree size) of each log, for the start-up banner.
     pub banner: Vec<(String, String, String, u64)>,
+    /// How checkpoints are attested, one line each, for the banner.
+    pub attest_banner: Vec<String>,
 }
 
 pub async fn build(config: &ServerConfig) -> Result<Server> {
@@ -142,6 +252,24 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
     let db = RocksDb::open(&config.data_dir.join("db"), &names, config.cache_bytes)
         .context("opening RocksDB")?;
     let key_dir = config.data_dir.join("keys");
+    let (attest, tsa) = attest_config(config)?;
+    let mut attest_banner = vec![];
+    if let Some(p) = &attest.policy {
+        attest_banner.push(format!(
+            "witnesses: {} (quorum {})",
+            p.witnesses().len(),
+            p.describe_quorum()
+        ));
+    }
+    for t in &attest.tsas {
+        attest_banner.push(format!("time-stamping: {}", t.describe()));
+    }
+    if tsa.is_some() {
+        attest_banner.push(format!(
+            "embedded time-stamping authority at POST /tsa (root certificate {})",
+            config.data_dir.join("tsa").join("tsa-root.pem").display()
+        ));
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     let mut logs = HashMap::new();
     let mut banner = vec![];
@@ -157,13 +285,25 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
         .with_context(|| format!("recovering log {}", spec.name))?;
         log.metrics.register(&mut registry, &spec.name);
         let pool = sequencer::start(log.clone(), config.pool.clone())?;
+        let (adb, acf) = db.derived(&spec.name, "attest");
+        let attestor = Attestor::open(log.clone(), &attest, AttestStore::new(adb, acf))
+            .with_context(|| format!("opening attestations of log {}", spec.name))?;
+        attestor.metrics.register(&mut registry, &spec.name);
+        tokio::spawn(attestor.clone().run());
         banner.push((
             spec.name.clone(),
             spec.origin.clone(),
             kp.vkey,
             log.snapshot().size(),
         ));
-        logs.insert(spec.name.clone(), LogHandle { log, pool });
+        logs.insert(
+            spec.name.clone(),
+            LogHandle {
+                log,
+                pool,
+                attest: attestor,
+            },
+        );
     }
     let uploads = open_blobs(config).await?;
     // The registry's events go to the first log (by default `artifacts`).
@@ -171,12 +311,15 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
     let h = &logs[first];
     let (cdb, cf) = db.derived(first, "catalog");
     let catalog = Arc::new(Catalog::open(cdb, cf).context("opening the catalog")?);
-    let artifacts = Arc::new(ArtifactRegistry::new(
-        h.log.clone(),
-        h.pool.clone(),
-        catalog,
-        uploads.blobs().clone(),
-    ));
+    let artifacts = Arc::new(
+        ArtifactRegistry::new(
+            h.log.clone(),
+            h.pool.clone(),
+            catalog,
+            uploads.blobs().clone(),
+        )
+        .with_attestations(h.attest.clone()),
+    );
     tokio::spawn(artifacts.clone().follow());
     Ok(Server {
         state: Arc::new(AppState {
@@ -185,8 +328,11 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
             max_batch_bytes: config.max_batch_bytes,
             uploads,
             artifacts,
+            attest_wait: config.attest.wait,
+            tsa,
         }),
         banner,
+        attest_banner,
     })
 }
 
@@ -200,6 +346,9 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         println!("log {name}: origin {origin}, {size} entries");
         println!("  vkey {vkey}");
         println!("  prefix http://{addr}/{name}");
+    }
+    for line in &server.attest_banner {
+        println!("{line}");
     }
     // Tests and scripts wait for this exact line.
     println!("ledger listening on http://{addr}");

@@ -1,7 +1,9 @@
 //! Harness for end-to-end tests: starts the real `ledger` binary on a loopback port with a
 //! fresh data directory, and talks to it over HTTP.
 
+pub mod openssl_tsa;
 pub mod seaweed;
+pub mod witness;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -81,3 +81,64 @@ fn the_readme_walkthrough_runs_as_written() {
         std::fs::read(work.path().join("model.bin")).unwrap()
     );
 }
+
+/// A free loopback port (bound, then released for the script to use).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_readme_trust_walkthrough_runs_as_written() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("Trust walk-through")
+        .expect("trust walk-through");
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("shell block") + 6;
+    let close = rest[open..].find("\n```").expect("closed block");
+    let mut script = rest[open..open + close].to_string();
+    assert!(script.contains("ledgerctl verify") && script.contains("--policy"));
+    // The fixed ports of the text become free ones, so parallel tests cannot collide.
+    for port in ["7001", "7002", "7003", "8081"] {
+        script = script.replace(
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", free_port()),
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
+    assert!(bin_dir.join("ledger-witness").exists());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("HOME", work.path())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "trust walk-through failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cosigned by w1, w2"), "{stdout}");
+    assert!(stdout.contains("time-stamped"), "{stdout}");
+    let proof = std::fs::read_to_string(work.path().join("model.tlog-proof")).unwrap();
+    assert!(proof.lines().any(|l| l.starts_with("extra ")), "{proof}");
+    assert!(
+        proof.contains("\u{2014} w1.example ") && proof.contains("\u{2014} w2.example "),
+        "{proof}"
+    );
+}

@@ -6,6 +6,7 @@
 //! rolled-back log), 2 usage or input error, 3 network or server error. The reason is
 //! always printed on stderr; with `--json` a JSON object is printed on stdout as well.
 
+mod attest;
 mod failure;
 mod http;
 mod registry;
@@ -113,6 +114,12 @@ struct SubmitArgs {
     /// Write the tlog-proof here. With --batch, a directory for <index>.tlog-proof files.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// Wait until a cosigned, time-stamped checkpoint covers the entry and get the proof
+    /// against it (not with --batch).
+    #[arg(long, conflicts_with = "batch")]
+    wait_attested: bool,
+    #[command(flatten)]
+    attest: attest::AttestArgs,
 }
 
 #[derive(Args)]
@@ -128,6 +135,10 @@ struct CheckpointArgs {
     /// Save the verified checkpoint to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Fetch the latest cosigned checkpoint instead, and require the quorum of this trust
+    /// policy (c2sp.org/tlog-policy).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -145,8 +156,14 @@ struct ProveArgs {
     #[arg(long, value_name = "FILE")]
     entry: Option<String>,
     /// Prove against the checkpoint of this tree size (default: the current one).
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", conflicts_with = "attested")]
     tree_size: Option<u64>,
+    /// Prove against the earliest attested (cosigned, time-stamped) checkpoint that holds
+    /// the entry.
+    #[arg(long)]
+    attested: bool,
+    #[command(flatten)]
+    attest: attest::AttestArgs,
     /// Write the proof here (default: stdout, unless --json).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -155,9 +172,10 @@ struct ProveArgs {
 #[derive(Args)]
 #[command(group(ArgGroup::new("leaf").required(true).args(["entry", "leaf_hash"])))]
 struct VerifyArgs {
-    /// File holding the log's verifier key (one vkey line).
-    #[arg(long, value_name = "FILE")]
-    vkey: PathBuf,
+    /// File holding the log's verifier key (one vkey line); optional when --policy lists
+    /// the log.
+    #[arg(long, value_name = "FILE", required_unless_present = "policy")]
+    vkey: Option<PathBuf>,
     /// The .tlog-proof file ("-" for stdin).
     #[arg(long, value_name = "FILE")]
     proof: String,
@@ -170,6 +188,8 @@ struct VerifyArgs {
     /// Require this checkpoint origin.
     #[arg(long, value_name = "ORIGIN")]
     origin: Option<String>,
+    #[command(flatten)]
+    attest: attest::AttestArgs,
 }
 
 #[derive(Args)]
@@ -365,7 +385,12 @@ fn submit(a: SubmitArgs, timeout: Duration) -> Result<Output> {
         return Err(Failure::input(format!("entry {} is empty", a.input)));
     }
     let leaf = leaf_hash(&entry);
-    let body = client.post("add", &[], &entry)?;
+    let required = a.attest.load()?;
+    let mut query: Vec<(&str, String)> = vec![];
+    if a.wait_attested {
+        query.push(("wait", "attested".to_string()));
+    }
+    let body = client.post("add", &query, &entry)?;
     let r: AddResponse = parse_json(&body, "add")?;
 
     // Believe nothing the log says until it is proven.
@@ -400,15 +425,21 @@ fn submit(a: SubmitArgs, timeout: Duration) -> Result<Output> {
             tp.index, r.index
         )));
     }
-    tp.verify(&leaf, &[&vkey], Some(&cp.origin)).map_err(|e| {
-        Failure::verification(format!("tlog_proof from the log does not verify: {e}"))
-    })?;
+    let attested = required.verify(
+        &tp,
+        &leaf,
+        &[&vkey],
+        Some(&cp.origin),
+        true,
+        "tlog_proof from the log",
+    )?;
+    let (extra_human, _) = attest::report(&attested);
     if let Some(out) = &a.out {
         write_file(out, r.tlog_proof.as_bytes())?;
     }
     Ok(Output {
         human: format!(
-            "{} entry at index {} (leaf hash {}); verified in {} at tree size {}{}",
+            "{} entry at index {} (leaf hash {}); verified in {} at tree size {}{extra_human}{}",
             if r.duplicate {
                 "already logged:"
             } else {
@@ -601,8 +632,21 @@ fn trust_failure(e: TrustError) -> Failure {
 fn checkpoint(a: CheckpointArgs, timeout: Duration) -> Result<Output> {
     let vkey = load_vkey(&a.log.vkey)?;
     let client = Client::new(&a.log.log, timeout)?;
-    let note = client.get("checkpoint", &[])?;
+    let required = attest::AttestArgs {
+        policy: a.policy.clone(),
+        tsa_roots: None,
+    }
+    .load()?;
+    let note = client.get(
+        if a.policy.is_some() {
+            "cosigned-checkpoint"
+        } else {
+            "checkpoint"
+        },
+        &[],
+    )?;
     let cp = verify_server_checkpoint(&note, &vkey, a.log.origin.as_deref())?;
+    let cosigners = required.verify_checkpoint_quorum(&note, &[&vkey])?;
 
     let mut state_json = Value::Null;
     let mut state_human = String::new();
@@ -645,6 +689,17 @@ fn checkpoint(a: CheckpointArgs, timeout: Duration) -> Result<Output> {
         cp.size,
         cp.root_base64()
     );
+    if a.policy.is_some() {
+        let names: Vec<&str> = cosigners.iter().map(|(n, _)| n.as_str()).collect();
+        human.push_str(&format!(
+            "\nwitness quorum met: cosigned by {}",
+            if names.is_empty() {
+                "nobody (the policy needs none)".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
     if !state_human.is_empty() {
         human.push('\n');
         human.push_str(&state_human);
@@ -655,6 +710,7 @@ fn checkpoint(a: CheckpointArgs, timeout: Duration) -> Result<Output> {
             "checkpoint": checkpoint_json(&cp),
             "note": String::from_utf8_lossy(&cp.note),
             "state": state_json,
+            "cosigners": cosigners.iter().map(|(n, t)| json!({"witness": n, "time": t})).collect::<Vec<_>>(),
         }),
     })
 }
@@ -728,6 +784,10 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
     if let Some(s) = a.tree_size {
         query.push(("tree_size", s.to_string()));
     }
+    if a.attested {
+        query.push(("attested", "true".to_string()));
+    }
+    let required = a.attest.load()?;
     let body = client.get("proof/tlog-proof", &query)?;
     if body.len() > MAX_TLOG_PROOF_SIZE {
         return Err(Failure::server("the log's tlog-proof is too large"));
@@ -762,16 +822,22 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
         leaf = Some(leaf_hash(&entry));
     }
     let leaf = leaf.unwrap_or_default();
-    tp.verify(&leaf, &[&vkey], Some(&cp.origin)).map_err(|e| {
-        Failure::verification(format!("tlog-proof from the log does not verify: {e}"))
-    })?;
+    let attested = required.verify(
+        &tp,
+        &leaf,
+        &[&vkey],
+        Some(&cp.origin),
+        true,
+        "tlog-proof from the log",
+    )?;
+    let (extra_human, extra_json) = attest::report(&attested);
     let text = String::from_utf8_lossy(&body).into_owned();
     let mut human = String::new();
     match &a.out {
         Some(out) => {
             write_file(out, &body)?;
             human = format!(
-                "verified: entry {} ({}) is in {} at tree size {}; proof written to {}",
+                "verified: entry {} ({}) is in {} at tree size {}{extra_human}; proof written to {}",
                 tp.index,
                 hash_to_base64(&leaf),
                 cp.origin,
@@ -787,7 +853,7 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
                 .and_then(|_| stdout.flush())
                 .map_err(|e| Failure::input(format!("cannot write the proof to stdout: {e}")))?;
             eprintln!(
-                "verified: entry {} is in {} at tree size {}",
+                "verified: entry {} is in {} at tree size {}{extra_human}",
                 tp.index, cp.origin, cp.size
             );
         }
@@ -800,6 +866,7 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
             "leaf_hash": hash_to_base64(&leaf),
             "checkpoint": checkpoint_json(&cp),
             "tlog_proof": text,
+            "attestation": extra_json,
         }),
     })
 }
@@ -807,7 +874,9 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
 // ---------------------------------------------------------------- verify (offline)
 
 fn verify(a: VerifyArgs) -> Result<Output> {
-    let vkey = load_vkey(&a.vkey)?;
+    let vkey = a.vkey.as_deref().map(load_vkey).transpose()?;
+    let vkeys: Vec<&str> = vkey.iter().map(String::as_str).collect();
+    let required = a.attest.load()?;
     let bytes = read_input(&a.proof, MAX_TLOG_PROOF_SIZE, "proof file")?;
     let tp = TlogProof::parse(&bytes)
         .map_err(|e| Failure::input(format!("proof file {}: {e}", a.proof)))?;
@@ -816,19 +885,19 @@ fn verify(a: VerifyArgs) -> Result<Output> {
         (None, Some(h)) => parse_user_hash(h)?,
         (None, None) => return Err(Failure::input("give --entry or --leaf-hash")),
     };
-    let cp = tp
-        .verify(&leaf, &[&vkey], a.origin.as_deref())
-        .map_err(|e| {
-            let msg = format!("proof file {}: {e}", a.proof);
-            if e.is_malformed() {
-                Failure::input(msg)
-            } else {
-                Failure::verification(msg)
-            }
-        })?;
+    let attested = required.verify(
+        &tp,
+        &leaf,
+        &vkeys,
+        a.origin.as_deref(),
+        false,
+        &format!("proof file {}", a.proof),
+    )?;
+    let cp = &attested.checkpoint;
+    let (extra_human, extra_json) = attest::report(&attested);
     Ok(Output {
         human: format!(
-            "verified: entry {} ({}) is in {} at tree size {} (root {})",
+            "verified: entry {} ({}) is in {} at tree size {} (root {}){extra_human}",
             tp.index,
             hash_to_base64(&leaf),
             cp.origin,
@@ -839,7 +908,8 @@ fn verify(a: VerifyArgs) -> Result<Output> {
             "verified": true,
             "index": tp.index,
             "leaf_hash": hash_to_base64(&leaf),
-            "checkpoint": checkpoint_json(&cp),
+            "checkpoint": checkpoint_json(cp),
+            "attestation": extra_json,
         }),
     })
 }

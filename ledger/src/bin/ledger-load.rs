@@ -7,6 +7,7 @@
 //! ledger-load --url ... rate --rate 5000 --seconds 10
 //! ledger-load --url ... proofs --clients 64 --seconds 10
 //! ledger-load --url ... fill --entries 10000000
+//! ledger-load --url ... attested --clients 16 --seconds 10
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -90,6 +91,14 @@ enum Mode {
         /// The ledger's process id, to read its peak resident memory from /proc.
         #[arg(long)]
         server_pid: Option<u32>,
+    },
+    /// The latency a submitter adds by waiting for an attested (cosigned, time-stamped)
+    /// checkpoint: a closed loop of plain `add`, then the same load with `?wait=attested`.
+    Attested {
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Appends this many entries as fast as possible through add-batch.
     Fill {
@@ -545,6 +554,19 @@ async fn main() -> Result<()> {
             let secs = start.elapsed().as_secs_f64();
             print_stats(&format!("rate (target {rate}/s)"), &stats, secs);
             report_latency("submission-to-proof", std::mem::take(&mut *lats.lock()));
+        }
+        Mode::Attested { clients, seconds } => {
+            for (label, path) in [
+                ("plain add", "/add"),
+                ("add?wait=attested", "/add?wait=attested"),
+            ] {
+                let make = Arc::new(move |rng: &mut rand::rngs::StdRng| {
+                    ("POST".into(), path.to_string(), random_entry(rng, size), 1)
+                });
+                let (stats, lat, secs) = closed_loop(t.clone(), clients, seconds, make).await?;
+                print_stats(&format!("{label} ({clients} clients)"), &stats, secs);
+                report_latency(label, lat);
+            }
         }
         Mode::Blobs { mib, server_pid } => {
             let dir = (!cli.no_machine).then_some(cli.fsync_dir.as_path());

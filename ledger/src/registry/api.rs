@@ -825,6 +825,29 @@ async fn entry(State(r): State<Shared>, Path(index): Path<String>) -> Result<Res
         "inclusion_proof": B64List(&proof),
         "checkpoint": note_str(&snap.checkpoint),
         "tlog_proof": tlog_proof_text(index, proof.clone(), &snap.checkpoint),
+        "attested": attested_receipt(&r, index)?,
     }))
     .into_response())
+}
+
+/// The entry's attested proof (cosigned checkpoint, time-stamp tokens in `extra`) once an
+/// attestation covers it; `null` before that or when the ledger attests nothing.
+fn attested_receipt(r: &Registry, index: u64) -> Result<serde_json::Value, ApiError> {
+    let Some(att) = &r.attest else {
+        return Ok(serde_json::Value::Null);
+    };
+    let Some(a) = att
+        .covering(index)
+        .map_err(|e| ApiError::from(crate::log::LogError::Store(e)))?
+    else {
+        return Ok(serde_json::Value::Null);
+    };
+    let (_, file) = crate::attest::http::tlog_proof(&r.log, index, &a)?;
+    let answer = crate::attest::http::AttestationAnswer::new(&a);
+    Ok(serde_json::json!({
+        "tree_size": a.size,
+        "cosigners": answer.cosigners,
+        "timestamps": answer.timestamps,
+        "tlog_proof": String::from_utf8_lossy(&file),
+    }))
 }

@@ -43,6 +43,8 @@ pub struct Registry {
     pool: Arc<Pool>,
     pub catalog: Arc<Catalog>,
     pub blobs: Arc<Blobs>,
+    /// The log's attestations, for receipts that carry cosignatures and time-stamps.
+    pub attest: Option<Arc<crate::attest::Attestor>>,
     locks: Mutex<HashMap<Subject, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -67,8 +69,15 @@ impl Registry {
             pool,
             catalog,
             blobs,
+            attest: None,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Receipts name the attestation covering an event once there is one.
+    pub fn with_attestations(mut self, attest: Arc<crate::attest::Attestor>) -> Self {
+        self.attest = Some(attest);
+        self
     }
 
     /// Keeps the catalog applied up to the log's published size, for as long as the log

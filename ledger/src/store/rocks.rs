@@ -14,6 +14,10 @@ const CF_KINDS: [&str; 5] = ["checkpoint", "tile", "bundle", "tail", "dedup"];
 /// Column families derived from a log rather than part of it (rebuilt by `ledger reindex`).
 pub const DERIVED_KINDS: [&str; 1] = ["catalog"];
 
+/// Column families of other parties' statements about a log (witness cosignatures,
+/// time-stamp tokens): kept beside it, never rebuilt.
+pub const ATTACHED_KINDS: [&str; 1] = ["attest"];
+
 fn cf_name(log: &str, kind: &str) -> String {
     format!("{log}/{kind}")
 }
@@ -79,7 +83,7 @@ impl RocksDb {
         opts.set_bytes_per_sync(1 << 20);
         let mut names: Vec<String> = DB::list_cf(&opts, path).unwrap_or_default();
         for log in logs {
-            for kind in CF_KINDS.iter().chain(DERIVED_KINDS.iter()) {
+            for kind in CF_KINDS.iter().chain(&DERIVED_KINDS).chain(&ATTACHED_KINDS) {
                 let n = cf_name(log, kind);
                 if !names.contains(&n) {
                     names.push(n);
@@ -94,7 +98,7 @@ impl RocksDb {
         Ok(Self { db: Arc::new(db) })
     }
 
-    /// The database and the name of one of a log's derived column families.
+    /// The database and the name of one of a log's derived or attached column families.
     pub fn derived(&self, log: &str, kind: &str) -> (Arc<DB>, String) {
         (self.db.clone(), cf_name(log, kind))
     }
