@@ -39,7 +39,7 @@ struct OfflineArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rebuild a stopped ledger's registry catalog from its log alone, and report whether the
     /// rebuilt catalog is identical to the one it replaces.
     Reindex(OfflineArgs),
@@ -190,7 +190,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Some(Command::Serve(a)) => serve(a),
+        Some(Command::Serve(a)) => serve(*a),
         Some(Command::Reindex(o)) => reindex(o.data_dir, o.log, o.vkey),
         Some(Command::SealKeygen { out }) => {
             ledger::blob::seal::MasterKey::generate_file(&out)?;

@@ -52,7 +52,8 @@ enum Command {
         /// requests arriving meanwhile are made durable together (0: no wait).
         #[arg(long, default_value_t = ledger_witness::witness::DEFAULT_COMMIT_INTERVAL_US)]
         commit_interval_us: u64,
-        /// HTTP threads, each with its own runtime and listening socket (0: one per core).
+        /// HTTP threads, each with its own single-threaded runtime, given accepted connections
+        /// in turn (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },

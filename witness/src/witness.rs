@@ -155,7 +155,7 @@ enum Checked {
 pub struct Witness {
     logs: HashMap<String, Arc<LogState>>,
     /// Origin hash → origin of every log with a stored checkpoint or a configuration.
-    by_hash: parking_lot::RwLock<HashMap<String, String>>,
+    by_hash: HashMap<String, String>,
     signer: CosignerSigner,
     store: Arc<Store>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
@@ -280,7 +280,7 @@ impl Witness {
         };
         Ok(Arc::new(Self {
             logs: states,
-            by_hash: parking_lot::RwLock::new(by_hash),
+            by_hash,
             signer,
             store,
             tx: Mutex::new(Some(tx)),
@@ -309,10 +309,10 @@ impl Witness {
 
     /// The latest cosigned checkpoint of the log whose origin hashes to `hash`.
     pub fn checkpoint_by_hash(&self, hash: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let Some(origin) = self.by_hash.read().get(hash).cloned() else {
+        let Some(origin) = self.by_hash.get(hash) else {
             return Ok(None);
         };
-        self.store.checkpoint(&origin)
+        self.store.checkpoint(origin)
     }
 
     /// Every fork evidence record.

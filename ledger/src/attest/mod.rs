@@ -78,12 +78,9 @@ impl AttestMetrics {
             witness_failures: Counter::default(),
             timestamp_failures: Counter::default(),
             attested_size: Gauge::default(),
-            round_seconds: Histogram::new(
-                [
-                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
+            round_seconds: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         }
     }
 
