@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use base64::prelude::*;
-use signed_note::{Note, NoteError, StandardVerifier, VerificationError, Verifier, VerifierList};
+use signed_note::{Note, NoteError, StandardVerifier, VerificationError, Verifier, Verifiers};
 
 pub use crate::error::{CheckpointError, VkeyError};
 use crate::merkle::{hash_from_base64, Hash};
@@ -311,12 +311,13 @@ pub struct VerifiedNote {
 /// those keys fails. Signatures by unknown keys are ignored, as the spec requires. The text
 /// is not interpreted; see [`verify_checkpoint`] for checkpoints.
 pub fn verify_note(note: &[u8], vkeys: &[&str]) -> Result<VerifiedNote, CheckpointError> {
-    if note.len() > MAX_NOTE_SIZE {
-        return Err(CheckpointError::TooLarge {
-            size: note.len(),
-            limit: MAX_NOTE_SIZE,
-        });
-    }
+    let keys = parse_vkeys(vkeys)?;
+    verify_note_with_keys(note, &keys)
+}
+
+/// Parses trusted vkeys, dropping exact duplicates and refusing two different keys that
+/// share a name and ID.
+fn parse_vkeys(vkeys: &[&str]) -> Result<Vec<VerifierKey>, CheckpointError> {
     if vkeys.is_empty() {
         return Err(CheckpointError::NoKeys);
     }
@@ -338,18 +339,49 @@ pub fn verify_note(note: &[u8], vkeys: &[&str]) -> Result<VerifiedNote, Checkpoi
         }
         keys.push(k);
     }
+    Ok(keys)
+}
 
+/// Trusted keys already parsed, looked up by (name, ID) without allocating: a witness or
+/// monitor verifies thousands of notes a second against keys it parsed once.
+struct KeySet<'a>(&'a [VerifierKey]);
+
+impl Verifiers for KeySet<'_> {
+    fn verifier(&self, name: &str, id: u32) -> Result<&dyn Verifier, VerificationError> {
+        let mut found = self.0.iter().filter(|k| k.name == name && k.key_id == id);
+        match (found.next(), found.next()) {
+            (Some(k), None) => Ok(&k.verifier),
+            (Some(_), Some(_)) => Err(VerificationError::AmbiguousKey {
+                name: name.to_string(),
+                id,
+            }),
+            (None, _) => Err(VerificationError::UnknownKey {
+                name: name.to_string(),
+                id,
+            }),
+        }
+    }
+}
+
+/// [`verify_note`] with keys parsed once by [`parse_vkey`].
+pub fn verify_note_with_keys(
+    note: &[u8],
+    keys: &[VerifierKey],
+) -> Result<VerifiedNote, CheckpointError> {
+    if note.len() > MAX_NOTE_SIZE {
+        return Err(CheckpointError::TooLarge {
+            size: note.len(),
+            limit: MAX_NOTE_SIZE,
+        });
+    }
+    if keys.is_empty() {
+        return Err(CheckpointError::NoKeys);
+    }
     check_note_framing(note).map_err(CheckpointError::MalformedNote)?;
     let parsed = Note::from_bytes(note).map_err(|e| {
         CheckpointError::MalformedNote(format!("rejected by signed-note parser: {e}"))
     })?;
-
-    let list = VerifierList::new(
-        keys.iter()
-            .map(|k| Box::new(k.verifier.clone()) as Box<dyn Verifier>)
-            .collect(),
-    );
-    let (verified, _unknown) = parsed.verify(&list).map_err(|e| match e {
+    let (verified, _unknown) = parsed.verify(&KeySet(keys)).map_err(|e| match e {
         NoteError::UnverifiedNote => CheckpointError::NoTrustedSignature {
             signers: signer_list(note),
         },
@@ -382,7 +414,17 @@ pub fn verify_checkpoint(
     vkeys: &[&str],
     expected_origin: Option<&str>,
 ) -> Result<VerifiedCheckpoint, CheckpointError> {
-    let verified = verify_note(note, vkeys)?;
+    let keys = parse_vkeys(vkeys)?;
+    verify_checkpoint_with_keys(note, &keys, expected_origin)
+}
+
+/// [`verify_checkpoint`] with keys parsed once by [`parse_vkey`].
+pub fn verify_checkpoint_with_keys(
+    note: &[u8],
+    keys: &[VerifierKey],
+    expected_origin: Option<&str>,
+) -> Result<VerifiedCheckpoint, CheckpointError> {
+    let verified = verify_note_with_keys(note, keys)?;
     let text = verified.text.as_slice();
     check_body(text).map_err(CheckpointError::MalformedBody)?;
     let cp = tlog_tiles::Checkpoint::from_bytes(text).map_err(|e| {

@@ -210,7 +210,7 @@ fn log_signature_lines<'a>(note: &'a [u8], log: &LogState) -> Vec<&'a [u8]> {
         }) else {
             continue;
         };
-        if log.keys.key_ids().contains(&id) && !seen.contains(&id) {
+        if log.keys.has_key_id(id) && !seen.contains(&id) {
             seen.push(id);
             out.push(line);
         }
