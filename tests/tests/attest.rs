@@ -506,3 +506,75 @@ fn a_second_ledger_with_the_same_key_gets_no_cosignature() {
     // The honest log keeps being cosigned.
     assert_eq!(add(&a, b"more", "?wait=attested").status, 200);
 }
+
+#[test]
+fn a_default_ledger_dates_its_checkpoints_and_serves_its_authority_to_others() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("ledger");
+    let ledger = Ledger::start(&data, &[]);
+    let root_pem = std::fs::read(data.join("tsa/tsa-root.pem")).unwrap();
+    let roots = ledger_client::timestamp::TsaRoots::from_pem(&root_pem).unwrap();
+
+    // The embedded authority dates the log's own checkpoints...
+    let r = add(&ledger, b"dated", "?wait=attested");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert!(j["cosigners"].as_array().unwrap().is_empty());
+    let tp = ledger_client::TlogProof::parse(j["tlog_proof"].as_str().unwrap().as_bytes()).unwrap();
+    let att = ledger_client::attestation::verify_attested_proof(
+        &tp,
+        &ledger_client::leaf_hash(b"dated"),
+        &[ledger.vkey("artifacts")],
+        None,
+        ledger_client::attestation::Requirements {
+            policy: None,
+            tsa_roots: Some(&roots),
+        },
+    )
+    .unwrap();
+    assert_eq!(att.timestamps.len(), 1);
+
+    // ... and answers anyone's RFC 3161 query at POST /tsa (RFC 3161 §3.4).
+    let req = ledger_client::timestamp::TimestampRequest::new(b"someone else's bytes", 42);
+    let r = post(
+        &agent(),
+        &ledger.url("/tsa"),
+        "application/timestamp-query",
+        &req.der,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/timestamp-reply")
+    );
+    let token = ledger_client::timestamp::token_from_response(&r.body).unwrap();
+    let v =
+        ledger_client::timestamp::verify_token(&token, b"someone else's bytes", Some(42), &roots)
+            .unwrap();
+    assert_eq!(v.nonce, Some(42));
+    // The wrong content type is refused with a message, not answered with a token.
+    let r = post(
+        &agent(),
+        &ledger.url("/tsa"),
+        "application/octet-stream",
+        &req.der,
+    )
+    .unwrap();
+    assert_eq!(r.status, 415, "{}", r.text());
+
+    // With --no-embedded-tsa there is no authority and nothing is attested.
+    drop(ledger);
+    let ledger = Ledger::start(&data, &["--no-embedded-tsa"]);
+    let r = post(
+        &agent(),
+        &ledger.url("/tsa"),
+        "application/timestamp-query",
+        &req.der,
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+    let r = add(&ledger, b"undated", "?wait=attested");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("not_attested"), "{}", r.text());
+}
