@@ -102,6 +102,31 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Free space SeaweedFS is told to keep (`-volume.minFreeSpace`) plus room for the tests.
+const MIN_FREE_DISK_MIB: u64 = 1024;
+
+/// Below its free-space floor SeaweedFS turns every volume read-only and writes hang until
+/// the client's retries run out, minutes later, with "error sending request". Say why at once.
+fn assert_disk_has_room(dir: &Path) {
+    let out = Command::new("df").arg("-Pk").arg(dir).output();
+    let Ok(out) = out else { return };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // POSIX format: one header line, then "fs blocks used available capacity mount".
+    let available_kib = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(kib) = available_kib {
+        assert!(
+            kib / 1024 >= MIN_FREE_DISK_MIB,
+            "only {} MiB free on the disk holding {}: SeaweedFS needs at least {MIN_FREE_DISK_MIB} MiB",
+            kib / 1024,
+            dir.display()
+        );
+    }
+}
+
 impl SeaweedFs {
     /// Starts SeaweedFS on free loopback ports in a fresh temporary directory, with one S3
     /// identity, and creates the bucket. Panics (with the server's log) if it does not come
@@ -114,6 +139,7 @@ impl SeaweedFs {
             .expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("data dir");
+        assert_disk_has_room(&data);
 
         let access_key_id = "ledger-test".to_string();
         let secret_access_key = format!("secret-{}", rand::random::<u64>());
@@ -145,6 +171,10 @@ impl SeaweedFs {
             // Small volumes, as many as the disk allows: the default reserves 8 of 30 GiB.
             "-master.volumeSizeLimitMB=64".to_string(),
             "-volume.max=0".to_string(),
+            // The default marks every volume read-only below 1% free disk, which on a large
+            // shared disk is gigabytes: writes then hang until the client gives up. The tests
+            // write a few hundred MiB at most.
+            "-volume.minFreeSpace=512MiB".to_string(),
             // No anonymous statistics sent out: tests stay on loopback.
             "-master.telemetry=false".to_string(),
             format!("-volume.port={volume}"),
