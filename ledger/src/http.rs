@@ -40,6 +40,8 @@ pub struct AppState {
     pub attest_wait: std::time::Duration,
     /// The embedded RFC 3161 authority, served at `POST /tsa` when enabled.
     pub tsa: Option<Arc<crate::tsa::Authority>>,
+    /// Access control (`--access-config`); every route is open when `None`.
+    pub guard: Option<Arc<crate::access::http::Guard>>,
 }
 
 /// Most entries one `add-batch` request may carry.
@@ -48,6 +50,19 @@ pub const MAX_BATCH_ENTRIES: usize = 65_536;
 type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
+    let guard = state.guard.clone();
+    let app = routes(state);
+    match guard {
+        // The access layer sees every request before any route does (specs/access.md).
+        Some(g) => app.layer(axum::middleware::from_fn_with_state(
+            g,
+            crate::access::http::guard,
+        )),
+        None => app,
+    }
+}
+
+fn routes(state: Shared) -> Router {
     let blobs = Router::new()
         .route("/v2/", get(crate::registry::oci::base))
         .route(
@@ -81,6 +96,10 @@ pub fn router(state: Shared) -> Router {
         .merge(crate::registry::api::router(state.artifacts.clone()))
         .merge(match &state.tsa {
             Some(a) => crate::tsa::router(a.clone()),
+            None => Router::new(),
+        })
+        .merge(match &state.guard {
+            Some(g) => crate::access::http::router(g.access.clone()),
             None => Router::new(),
         })
         .fallback(|| async { ApiError::not_found("no such endpoint (see specs/api.md)") })

@@ -4,11 +4,13 @@
 //! [`http`] → [`sequencer`] (pool, batching, one atomic synced [`store`] commit) →
 //! [`log`] snapshot published → proofs answered from [`tree`] tiles.
 
+pub mod access;
 pub mod api_error;
 pub mod attest;
 pub mod blob;
 pub mod dedup;
 pub mod fsck;
+pub mod hsm;
 pub mod http;
 pub mod keys;
 pub mod log;
@@ -16,6 +18,7 @@ pub mod metrics;
 pub mod registry;
 pub mod sequencer;
 pub mod server;
+pub mod signer;
 pub mod store;
 pub mod tree;
 pub mod tsa;

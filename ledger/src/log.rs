@@ -6,11 +6,12 @@
 
 use crate::dedup;
 use crate::metrics::LogMetrics;
+use crate::signer::CheckpointSigner;
 use crate::store::{LogStore, StoreError};
 use crate::tree::{self, Edge, StoredTile, TILE_HEIGHT, TILE_WIDTH};
 use bytes::Bytes;
 use parking_lot::RwLock;
-use signed_note::{Note, StandardSigner};
+use signed_note::{Note, Signer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tlog_tiles::{Checkpoint, Hash};
@@ -49,7 +50,7 @@ pub struct Log {
     pub name: String,
     pub origin: String,
     pub vkey: String,
-    pub(crate) signer: StandardSigner,
+    pub(crate) signer: CheckpointSigner,
     pub(crate) store: Arc<dyn LogStore>,
     state: RwLock<Arc<Snapshot>>,
     /// The published tree size, for followers of the log (the registry's catalog).
@@ -74,7 +75,7 @@ pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> Result<Vec<u8>> 
     Ok(cp.to_bytes())
 }
 
-pub fn sign_checkpoint(signer: &StandardSigner, text: &[u8]) -> Result<Vec<u8>> {
+pub fn sign_checkpoint(signer: &dyn Signer, text: &[u8]) -> Result<Vec<u8>> {
     let mut note =
         Note::new(text, &[]).map_err(|e| LogError::Invalid(format!("checkpoint text: {e}")))?;
     note.add_sigs(&[signer])
@@ -88,10 +89,11 @@ impl Log {
     pub fn open(
         name: &str,
         origin: &str,
-        signer: StandardSigner,
+        signer: impl Into<CheckpointSigner>,
         vkey: String,
         store: Arc<dyn LogStore>,
     ) -> Result<Arc<Self>> {
+        let signer = signer.into();
         let snapshot = match recover(store.as_ref(), origin)? {
             Some(s) => s,
             None => {

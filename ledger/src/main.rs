@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use ledger::sequencer::PoolConfig;
-use ledger::server::{AttestSettings, BlobBackend, BlobConfig, LogSpec, ServerConfig};
+use ledger::server::{AttestSettings, BlobBackend, BlobConfig, HsmSettings, LogSpec, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,12 +37,38 @@ struct OfflineArgs {
 }
 
 #[derive(Subcommand)]
+enum TokenOp {
+    /// Create a token for a principal with roles.
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// A role (repeatable), e.g. admin, publisher, approver, auditor, reader.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long, default_value_t = 30)]
+        expires_in_days: u64,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
     Serve(Box<ServeArgs>),
     /// Rebuild a stopped ledger's registry catalog from its log alone, and report whether the
     /// rebuilt catalog is identical to the one it replaces.
     Reindex(OfflineArgs),
+    /// Manage API tokens of a stopped ledger (the running server manages them at
+    /// /access/v1/tokens). `create` prints the token once.
+    Token {
+        #[arg(long, default_value = "./ledger-data")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        op: TokenOp,
+    },
     /// Write a new master key for sealing blobs at rest (mode 0600; never overwrites).
     SealKeygen {
         #[arg(long)]
@@ -96,6 +122,28 @@ enum Command {
         /// TSA policy OID (default: this ledger's policy under 2.25).
         #[arg(long)]
         policy: Option<String>,
+    },
+    /// Generate a log's Ed25519 checkpoint key inside a PKCS#11 token (sensitive, never
+    /// extractable, sign only) and print its vkey. Refuses a label already in use.
+    HsmKeygen {
+        /// The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+        #[arg(long)]
+        module: PathBuf,
+        /// The token's label.
+        #[arg(long)]
+        token: String,
+        /// File holding the user PIN (mode 0600; never given on the command line).
+        #[arg(long)]
+        pin_file: PathBuf,
+        /// CKA_LABEL of the new key pair; `ledger serve --hsm-key LOG=LABEL` names it.
+        #[arg(long)]
+        label: String,
+        /// The log's origin, also the key name (e.g. `ledger.example.com/artifacts`).
+        #[arg(long)]
+        origin: String,
+        /// Also write the vkey to this file (never overwritten).
+        #[arg(long)]
+        out_vkey: Option<PathBuf>,
     },
 }
 
@@ -164,6 +212,23 @@ struct ServeArgs {
     /// Longest a `?wait=attested` submission waits, in ms.
     #[arg(long, default_value_t = 30_000)]
     attest_wait_ms: u64,
+    /// PKCS#11 module holding checkpoint keys (with --hsm-token, --hsm-pin-file, --hsm-key).
+    #[arg(long, requires_all = ["hsm_token", "hsm_pin_file", "hsm_keys"])]
+    hsm_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token holding the checkpoint keys.
+    #[arg(long, requires = "hsm_module")]
+    hsm_token: Option<String>,
+    /// File holding the token's user PIN (mode 0600).
+    #[arg(long, requires = "hsm_module")]
+    hsm_pin_file: Option<PathBuf>,
+    /// `LOG=KEYLABEL`: log LOG signs its checkpoints with the token's key KEYLABEL (from
+    /// `ledger hsm-keygen`); repeatable. Other logs keep their key files.
+    #[arg(long = "hsm-key", requires = "hsm_module")]
+    hsm_keys: Vec<String>,
+    /// Turn on access control with this configuration (JSON; specs/access.md): every
+    /// route but /healthz and /readyz then needs a Bearer credential and a Cedar permit.
+    #[arg(long)]
+    access_config: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -219,6 +284,24 @@ fn main() -> Result<()> {
             cert,
             policy,
         }) => tsa(listen, key, cert, policy),
+        Some(Command::HsmKeygen {
+            module,
+            token,
+            pin_file,
+            label,
+            origin,
+            out_vkey,
+        }) => hsm_keygen(
+            ledger::hsm::HsmConfig {
+                module,
+                token,
+                pin_file,
+            },
+            &label,
+            &origin,
+            out_vkey,
+        ),
+        Some(Command::Token { data_dir, op }) => token(&data_dir, op),
         None => serve(cli.serve),
     }
 }
@@ -229,6 +312,21 @@ fn serve(a: ServeArgs) -> Result<()> {
         .iter()
         .map(|s| LogSpec::parse(s, &a.public_host))
         .collect::<Result<Vec<_>>>()?;
+    let hsm = match a.hsm_module {
+        Some(module) => Some(HsmSettings {
+            token: ledger::hsm::HsmConfig {
+                module,
+                token: a.hsm_token.unwrap_or_default(),
+                pin_file: a.hsm_pin_file.unwrap_or_default(),
+            },
+            keys: a
+                .hsm_keys
+                .iter()
+                .map(|k| ledger::hsm::parse_key_spec(k))
+                .collect::<Result<_>>()?,
+        }),
+        None => None,
+    };
     let backend = match (&a.s3_config, &a.blob_dir) {
         (Some(f), _) => {
             use anyhow::Context;
@@ -267,11 +365,60 @@ fn serve(a: ServeArgs) -> Result<()> {
             interval: Duration::from_millis(a.attest_interval_ms),
             wait: Duration::from_millis(a.attest_wait_ms),
         },
+        hsm,
+        access_config: a.access_config,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(ledger::server::serve(config))
+}
+
+/// `ledger hsm-keygen`: a new checkpoint key inside a PKCS#11 token.
+fn hsm_keygen(
+    config: ledger::hsm::HsmConfig,
+    label: &str,
+    origin: &str,
+    out_vkey: Option<PathBuf>,
+) -> Result<()> {
+    use anyhow::Context;
+    if !signed_note::is_key_name_valid(origin) {
+        anyhow::bail!("origin {origin:?} is not a valid key name (no spaces, no '+', not empty)");
+    }
+    ledger::hsm::check_key_label(label)?;
+    if let Some(p) = out_vkey.as_ref().filter(|p| p.exists()) {
+        anyhow::bail!("{} already exists; not overwriting it", p.display());
+    }
+    let token = ledger::hsm::Token::open(&config).with_context(|| {
+        format!(
+            "opening PKCS#11 token {:?} in {}",
+            config.token,
+            config.module.display()
+        )
+    })?;
+    let public = token.generate_ed25519(label)?;
+    let vkey = signed_note::new_ed25519_verifier_key(origin, &public);
+    // Open it the way the server will: finds it by label and checks a test signature.
+    let signer = ledger::hsm::Pkcs11Signer::open(token.clone(), label, origin)?;
+    anyhow::ensure!(signer.vkey() == vkey, "the new key reads back differently");
+    println!("{vkey}");
+    if let Some(p) = &out_vkey {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .with_context(|| format!("creating {}", p.display()))?;
+        writeln!(f, "{vkey}")?;
+    }
+    eprintln!(
+        "generated Ed25519 key {label:?} on token {:?} (sensitive, not extractable){}",
+        config.token,
+        out_vkey
+            .map(|p| format!("; wrote its vkey to {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// The standalone time-stamping authority (`ledger tsa`).
@@ -415,5 +562,53 @@ fn fsck(data_dir: PathBuf, log: String, vkey: Option<PathBuf>, compact: bool) ->
         (get("bundle") + get("tail")) as f64 / n,
         report.entry_bytes as f64 / n
     );
+    Ok(())
+}
+
+/// `ledger token ...` on a stopped ledger's database.
+fn token(data_dir: &std::path::Path, op: TokenOp) -> Result<()> {
+    use anyhow::Context;
+    let db_path = data_dir.join("db");
+    let db = ledger::store::rocks::RocksDb::open(&db_path, &[], 16 << 20).with_context(|| {
+        format!(
+            "opening {} (is the server still running? stop it first, or use /access/v1/tokens)",
+            db_path.display()
+        )
+    })?;
+    let (tdb, cf) = db.process_family("access/tokens");
+    let store = ledger::access::tokens::TokenStore::new(tdb, cf);
+    match op {
+        TokenOp::Create {
+            principal,
+            roles,
+            expires_in_days,
+        } => {
+            let (token, record) = store.create(
+                &principal,
+                &roles.into_iter().collect(),
+                expires_in_days.saturating_mul(86400),
+                "offline",
+            )?;
+            println!("{token}");
+            eprintln!(
+                "token {} for {} (roles: {}) expires at unix time {}; it is shown only now",
+                record.id,
+                record.principal,
+                record.roles.iter().cloned().collect::<Vec<_>>().join(", "),
+                record.expires
+            );
+        }
+        TokenOp::List => {
+            for r in store.list()? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        TokenOp::Revoke { id } => {
+            if !store.revoke(&id)? {
+                anyhow::bail!("no token with id {id:?}");
+            }
+            eprintln!("revoked {id}");
+        }
+    }
     Ok(())
 }

@@ -14,6 +14,7 @@ use crate::registry::catalog::Catalog;
 use crate::registry::service::Registry as ArtifactRegistry;
 use crate::registry::uploads::Uploads;
 use crate::sequencer::{self, PoolConfig};
+use crate::signer::CheckpointSigner;
 use crate::store::rocks::RocksDb;
 use crate::tsa::Authority;
 use anyhow::{bail, Context, Result};
@@ -68,6 +69,34 @@ pub struct ServerConfig {
     pub cache_bytes: usize,
     pub blobs: BlobConfig,
     pub attest: AttestSettings,
+    /// Checkpoint keys in a PKCS#11 token; logs without one use key files.
+    pub hsm: Option<HsmSettings>,
+    /// Access control configuration (`--access-config`); everything is open without it.
+    pub access_config: Option<PathBuf>,
+}
+
+/// A PKCS#11 token and the key each of some logs signs with.
+#[derive(Debug, Clone)]
+pub struct HsmSettings {
+    pub token: crate::hsm::HsmConfig,
+    /// (log name, key label).
+    pub keys: Vec<(String, String)>,
+}
+
+impl HsmSettings {
+    /// The key label of each log, checked against the hosted logs.
+    fn labels(&self, logs: &[LogSpec]) -> Result<HashMap<String, String>> {
+        let mut labels = HashMap::new();
+        for (log, label) in &self.keys {
+            if !logs.iter().any(|l| &l.name == log) {
+                bail!("--hsm-key names log {log:?}, which this ledger does not host");
+            }
+            if labels.insert(log.clone(), label.clone()).is_some() {
+                bail!("--hsm-key gives log {log:?} two keys");
+            }
+        }
+        Ok(labels)
+    }
 }
 
 /// Witnesses and time-stamping authorities (see `attest`).
@@ -273,16 +302,50 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
     let mut registry = prometheus_client::registry::Registry::default();
     let mut logs = HashMap::new();
     let mut banner = vec![];
+    let hsm = match &config.hsm {
+        Some(h) => {
+            let labels = h.labels(&config.logs)?;
+            let token = crate::hsm::Token::open(&h.token).with_context(|| {
+                format!(
+                    "opening PKCS#11 token {:?} in {}",
+                    h.token.token,
+                    h.token.module.display()
+                )
+            })?;
+            Some((token, labels))
+        }
+        None => None,
+    };
     for spec in &config.logs {
-        let (kp, _created) = keys::load_or_generate(&key_dir, &spec.name, &spec.origin)?;
-        let log = Log::open(
+        let (signer, vkey) = match hsm
+            .as_ref()
+            .and_then(|(t, l)| Some((t, l.get(&spec.name)?)))
+        {
+            Some((token, label)) => {
+                let s = crate::hsm::Pkcs11Signer::open(token.clone(), label, &spec.origin)
+                    .with_context(|| format!("log {}: PKCS#11 key {label:?}", spec.name))?;
+                let vkey = s.vkey().to_string();
+                (CheckpointSigner::from(s), vkey)
+            }
+            None => {
+                let (kp, _created) = keys::load_or_generate(&key_dir, &spec.name, &spec.origin)?;
+                let what = format!(
+                    "key file {}",
+                    keys::key_paths(&key_dir, &spec.name).0.display()
+                );
+                (CheckpointSigner::new(kp.signer, what), kp.vkey)
+            }
+        };
+        let store = Arc::new(db.log_store(&spec.name));
+        crate::signer::check_key_signed_log(
+            store.as_ref(),
             &spec.name,
             &spec.origin,
-            kp.signer,
-            kp.vkey.clone(),
-            Arc::new(db.log_store(&spec.name)),
-        )
-        .with_context(|| format!("recovering log {}", spec.name))?;
+            &vkey,
+            signer.describe(),
+        )?;
+        let log = Log::open(&spec.name, &spec.origin, signer, vkey.clone(), store)
+            .with_context(|| format!("recovering log {}", spec.name))?;
         log.metrics.register(&mut registry, &spec.name);
         let pool = sequencer::start(log.clone(), config.pool.clone())?;
         let (adb, acf) = db.derived(&spec.name, "attest");
@@ -293,7 +356,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
         banner.push((
             spec.name.clone(),
             spec.origin.clone(),
-            kp.vkey,
+            vkey,
             log.snapshot().size(),
         ));
         logs.insert(
@@ -305,6 +368,33 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
             },
         );
     }
+    let guard = match &config.access_config {
+        Some(path) => {
+            let (tdb, tcf) = db.process_family("access/tokens");
+            let access = crate::access::config::Access::load(
+                path,
+                &key_dir,
+                crate::access::tokens::TokenStore::new(tdb, tcf),
+            )
+            .with_context(|| format!("access control ({})", path.display()))?;
+            if access.tokens.is_empty().unwrap_or(false) {
+                tracing::warn!("access control is on and no API token exists: create one with `ledger token create` while the server is stopped");
+            }
+            attest_banner.push(format!(
+                "access control: on (policy {})",
+                access.policy().digest()
+            ));
+            Some(Arc::new(crate::access::http::Guard {
+                access: Arc::new(access),
+                logs: config
+                    .logs
+                    .iter()
+                    .map(|l| (l.name.clone(), l.origin.clone()))
+                    .collect(),
+            }))
+        }
+        None => None,
+    };
     let uploads = open_blobs(config).await?;
     // The registry's events go to the first log (by default `artifacts`).
     let first = &config.logs.first().context("no log configured")?.name;
@@ -330,6 +420,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
             artifacts,
             attest_wait: config.attest.wait,
             tsa,
+            guard,
         }),
         banner,
         attest_banner,
@@ -353,7 +444,11 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     // Tests and scripts wait for this exact line.
     println!("ledger listening on http://{addr}");
     let app = http::router(server.state.clone());
-    axum::serve(listener, app)
+    // The peer address feeds the access layer's context (source_ip).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

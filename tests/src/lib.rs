@@ -3,6 +3,7 @@
 
 pub mod openssl_tsa;
 pub mod seaweed;
+pub mod softhsm;
 pub mod witness;
 
 use std::io::{BufRead, BufReader};
@@ -46,7 +47,18 @@ impl Ledger {
     }
 
     pub fn start_on(data_dir: &Path, listen: &str, args: &[&str]) -> Ledger {
+        Self::start_with_env(data_dir, listen, &[], args)
+    }
+
+    /// `start_on` with extra environment variables for the server (e.g. `SOFTHSM2_CONF`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        args: &[&str],
+    ) -> Ledger {
         let mut cmd = Command::new(binary("ledger"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")

@@ -18,6 +18,9 @@ pub const DERIVED_KINDS: [&str; 1] = ["catalog"];
 /// time-stamp tokens): kept beside it, never rebuilt.
 pub const ATTACHED_KINDS: [&str; 1] = ["attest"];
 
+/// Column families of the process rather than of one log (access-control state).
+pub const PROCESS_FAMILIES: [&str; 1] = ["access/tokens"];
+
 fn cf_name(log: &str, kind: &str) -> String {
     format!("{log}/{kind}")
 }
@@ -82,6 +85,11 @@ impl RocksDb {
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
         let mut names: Vec<String> = DB::list_cf(&opts, path).unwrap_or_default();
+        for n in PROCESS_FAMILIES {
+            if !names.iter().any(|x| x == n) {
+                names.push(n.to_string());
+            }
+        }
         for log in logs {
             for kind in CF_KINDS.iter().chain(&DERIVED_KINDS).chain(&ATTACHED_KINDS) {
                 let n = cf_name(log, kind);
@@ -101,6 +109,12 @@ impl RocksDb {
     /// The database and the name of one of a log's derived or attached column families.
     pub fn derived(&self, log: &str, kind: &str) -> (Arc<DB>, String) {
         (self.db.clone(), cf_name(log, kind))
+    }
+
+    /// The database and one of the process's own column families ([`PROCESS_FAMILIES`]).
+    pub fn process_family(&self, name: &'static str) -> (Arc<DB>, String) {
+        debug_assert!(PROCESS_FAMILIES.contains(&name));
+        (self.db.clone(), name.to_string())
     }
 
     pub fn log_store(&self, log: &str) -> RocksLogStore {

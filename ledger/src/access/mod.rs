@@ -1,0 +1,11 @@
+//! Access control (specs/access.md): who is asking (authentication: API tokens, sessions
+//! the ledger mints, OIDC identity tokens) and whether they may (authorization: Cedar
+//! policies, deny by default).
+
+pub mod authz;
+pub mod config;
+pub mod http;
+pub mod oidc;
+pub mod principal;
+pub mod session;
+pub mod tokens;
