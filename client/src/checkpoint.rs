@@ -368,16 +368,6 @@ pub fn verify_note_with_keys(
     note: &[u8],
     keys: &[VerifierKey],
 ) -> Result<VerifiedNote, CheckpointError> {
-    verify_note_with(note, keys, &KeySet(keys))
-}
-
-/// [`verify_note_with_keys`], asking `verifiers` (which knows exactly `keys`) for the
-/// signature checks.
-fn verify_note_with(
-    note: &[u8],
-    keys: &[VerifierKey],
-    verifiers: &impl Verifiers,
-) -> Result<VerifiedNote, CheckpointError> {
     if note.len() > MAX_NOTE_SIZE {
         return Err(CheckpointError::TooLarge {
             size: note.len(),
@@ -391,7 +381,7 @@ fn verify_note_with(
     let parsed = Note::from_bytes(note).map_err(|e| {
         CheckpointError::MalformedNote(format!("rejected by signed-note parser: {e}"))
     })?;
-    let (verified, _unknown) = parsed.verify(verifiers).map_err(|e| match e {
+    let (verified, _unknown) = parsed.verify(&KeySet(keys)).map_err(|e| match e {
         NoteError::UnverifiedNote => CheckpointError::NoTrustedSignature {
             signers: signer_list(note),
         },
@@ -434,108 +424,7 @@ pub fn verify_checkpoint_with_keys(
     keys: &[VerifierKey],
     expected_origin: Option<&str>,
 ) -> Result<VerifiedCheckpoint, CheckpointError> {
-    verify_checkpoint_with(note, keys, &KeySet(keys), expected_origin)
-}
-
-/// An Ed25519 signature by a trusted key that [`verify_checkpoint_with_keys_deferred`]
-/// did not check. Its message is the note text ([`VerifiedCheckpoint::text`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeferredSignature {
-    /// Index of the signing key in the `keys` given.
-    pub key: usize,
-    /// The 64-byte Ed25519 signature (c2sp.org/signed-note#ed25519-signatures).
-    pub signature: [u8; 64],
-}
-
-/// Stands in for the trusted keys and, instead of checking a signature, records it and
-/// reports it valid.
-struct DeferringKeySet<'a> {
-    keys: &'a [VerifierKey],
-    deferring: Vec<Deferring<'a>>,
-}
-
-struct Deferring<'a> {
-    key: &'a VerifierKey,
-    index: usize,
-    out: &'a std::cell::RefCell<Vec<DeferredSignature>>,
-}
-
-impl Verifier for Deferring<'_> {
-    fn name(&self) -> &str {
-        &self.key.name
-    }
-    fn key_id(&self) -> u32 {
-        self.key.key_id
-    }
-    fn verify(&self, _msg: &[u8], sig: &[u8]) -> bool {
-        // StandardVerifier refuses any other length without looking further.
-        let Ok(signature) = <[u8; 64]>::try_from(sig) else {
-            return false;
-        };
-        self.out.borrow_mut().push(DeferredSignature {
-            key: self.index,
-            signature,
-        });
-        true
-    }
-}
-
-impl Verifiers for DeferringKeySet<'_> {
-    fn verifier(&self, name: &str, id: u32) -> Result<&dyn Verifier, VerificationError> {
-        // The same lookup as KeySet, answering with the deferring stand-in of the key.
-        KeySet(self.keys).verifier(name, id)?;
-        let d = self
-            .deferring
-            .iter()
-            .find(|d| d.key.name == name && d.key.key_id == id)
-            .expect("KeySet found exactly one such key");
-        Ok(d)
-    }
-}
-
-/// [`verify_checkpoint_with_keys`] without the signature checks, for callers that check
-/// many signatures at once (a witness batch-verifies the log signatures of concurrent
-/// requests): every check is made as if each signature by a trusted key verified, and
-/// those signatures are returned, in note order, for the caller to verify against the
-/// note text.
-///
-/// When this returns `Ok((cp, sigs))` and every signature in `sigs` verifies,
-/// [`verify_checkpoint_with_keys`] returns `Ok(cp)`; if one does not, it returns an
-/// error. When this returns an error, [`verify_checkpoint_with_keys`] may return another
-/// (it would have checked a signature first): callers wanting its exact answer call it.
-/// `sigs` is never empty on success.
-pub fn verify_checkpoint_with_keys_deferred(
-    note: &[u8],
-    keys: &[VerifierKey],
-    expected_origin: Option<&str>,
-) -> Result<(VerifiedCheckpoint, Vec<DeferredSignature>), CheckpointError> {
-    let out = std::cell::RefCell::new(Vec::new());
-    let verifiers = DeferringKeySet {
-        keys,
-        deferring: keys
-            .iter()
-            .enumerate()
-            .map(|(index, key)| Deferring {
-                key,
-                index,
-                out: &out,
-            })
-            .collect(),
-    };
-    let cp = verify_checkpoint_with(note, keys, &verifiers, expected_origin)?;
-    drop(verifiers);
-    Ok((cp, out.into_inner()))
-}
-
-/// [`verify_checkpoint_with_keys`], asking `verifiers` (which knows exactly `keys`) for
-/// the signature checks.
-fn verify_checkpoint_with(
-    note: &[u8],
-    keys: &[VerifierKey],
-    verifiers: &impl Verifiers,
-    expected_origin: Option<&str>,
-) -> Result<VerifiedCheckpoint, CheckpointError> {
-    let verified = verify_note_with(note, keys, verifiers)?;
+    let verified = verify_note_with_keys(note, keys)?;
     let text = verified.text.as_slice();
     check_body(text).map_err(CheckpointError::MalformedBody)?;
     let cp = tlog_tiles::Checkpoint::from_bytes(text).map_err(|e| {

@@ -25,6 +25,9 @@ pub struct LogHandle {
     pub pool: Arc<Pool>,
     /// Witness cosignatures and time-stamps for this log's checkpoints.
     pub attest: Arc<crate::attest::Attestor>,
+    /// Whether `add` and `add-batch` accept entries; not for the access audit log, which
+    /// only the ledger writes.
+    pub writable: bool,
 }
 
 pub struct AppState {
@@ -99,7 +102,7 @@ fn routes(state: Shared) -> Router {
             None => Router::new(),
         })
         .merge(match &state.guard {
-            Some(g) => crate::access::http::router(g.access.clone()),
+            Some(g) => crate::access::http::router(g.clone()),
             None => Router::new(),
         })
         .fallback(|| async { ApiError::not_found("no such endpoint (see specs/api.md)") })
@@ -117,6 +120,19 @@ fn handle<'a>(s: &'a AppState, name: &str) -> Result<&'a LogHandle, ApiError> {
     s.logs
         .get(name)
         .ok_or_else(|| ApiError::not_found(format!("no log named {name:?}")))
+}
+
+/// A log that accepts entries over HTTP.
+fn writable_handle<'a>(s: &'a AppState, name: &str) -> Result<&'a LogHandle, ApiError> {
+    let h = handle(s, name)?;
+    if !h.writable {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("log {name:?} is written only by the ledger itself (the access audit log)"),
+        ));
+    }
+    Ok(h)
 }
 
 fn text(body: Vec<u8>, cache: &'static str) -> Response {
@@ -334,7 +350,7 @@ async fn add(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let h = handle(&s, &log)?;
+    let h = writable_handle(&s, &log)?;
     let wait_attested = match q {
         None => false,
         Some(q) => match Query::parse(Some(q))?.0.get("wait").map(String::as_str) {
@@ -452,7 +468,7 @@ async fn add_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let h = handle(&s, &log)?;
+    let h = writable_handle(&s, &log)?;
     let q = Query::parse(q)?;
     let proofs = q.flag("proofs")?;
     require_octet_stream(&headers)?;

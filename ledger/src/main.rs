@@ -229,6 +229,10 @@ struct ServeArgs {
     /// route but /healthz and /readyz then needs a Bearer credential and a Cedar permit.
     #[arg(long)]
     access_config: Option<PathBuf>,
+    /// With access control: the log every access decision is appended to, as `name` or
+    /// `name=origin`. It has its own key and checkpoints and only the ledger writes it.
+    #[arg(long, default_value = "audit", requires = "access_config")]
+    audit_log: String,
 }
 
 fn main() -> Result<()> {
@@ -312,6 +316,25 @@ fn serve(a: ServeArgs) -> Result<()> {
         .iter()
         .map(|s| LogSpec::parse(s, &a.public_host))
         .collect::<Result<Vec<_>>>()?;
+    let mut logs = logs;
+    let audit_log = match &a.access_config {
+        Some(_) => {
+            let spec = LogSpec::parse(&a.audit_log, &a.public_host)?;
+            if logs
+                .iter()
+                .any(|l| l.name == spec.name || l.origin == spec.origin)
+            {
+                anyhow::bail!(
+                    "the access audit log {} (--audit-log) must not also be a --log: only the ledger writes it",
+                    spec.name
+                );
+            }
+            let name = spec.name.clone();
+            logs.push(spec);
+            Some(name)
+        }
+        None => None,
+    };
     let hsm = match a.hsm_module {
         Some(module) => Some(HsmSettings {
             token: ledger::hsm::HsmConfig {
@@ -367,6 +390,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         },
         hsm,
         access_config: a.access_config,
+        audit_log,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

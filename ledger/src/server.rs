@@ -48,7 +48,7 @@ impl LogSpec {
         }
         if matches!(
             name.as_str(),
-            "metrics" | "healthz" | "readyz" | "logs" | "v2" | "registry"
+            "metrics" | "healthz" | "readyz" | "logs" | "v2" | "registry" | "access" | "tsa"
         ) {
             bail!("log name {name:?} is reserved for an operations endpoint");
         }
@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub hsm: Option<HsmSettings>,
     /// Access control configuration (`--access-config`); everything is open without it.
     pub access_config: Option<PathBuf>,
+    /// The access audit log's name (one of `logs`), set with `access_config`. Only the
+    /// ledger appends to it.
+    pub audit_log: Option<String>,
 }
 
 /// A PKCS#11 token and the key each of some logs signs with.
@@ -365,6 +368,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
                 log,
                 pool,
                 attest: attestor,
+                writable: config.audit_log.as_deref() != Some(spec.name.as_str()),
             },
         );
     }
@@ -384,8 +388,28 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
                 "access control: on (policy {})",
                 access.policy().digest()
             ));
+            let audit_name = config
+                .audit_log
+                .as_deref()
+                .context("access control needs an audit log")?;
+            let a = logs
+                .get(audit_name)
+                .with_context(|| format!("the audit log {audit_name} is not hosted"))?;
+            let audit = Arc::new(crate::access::audit::AuditLog::new(
+                a.log.clone(),
+                a.pool.clone(),
+            ));
+            // The policy in force from this start on, before any decision under it.
+            let policy = access.policy();
+            let (schema, policies) = policy.texts();
+            audit
+                .policy_in_force("startup", policy.digest(), schema, policies)
+                .await
+                .context("logging the policy in force to the audit log")?;
             Some(Arc::new(crate::access::http::Guard {
                 access: Arc::new(access),
+                audit,
+                reloading: tokio::sync::Mutex::new(()),
                 logs: config
                     .logs
                     .iter()
@@ -449,10 +473,10 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     // Let each sequencer finish the batch it holds; its answers are already durable.
     for h in server.state.logs.values() {
         h.pool.shutdown();

@@ -10,12 +10,10 @@
 //! * [`config`]: the logs file (tlog-policy `log <vkey> [<url>]` lines).
 //! * [`keys`]: the witness's cosigning key files.
 //! * [`store`]: RocksDB state (latest cosigned checkpoint per origin, fork evidence).
-//! * [`verify`]: checkpoint verification on keys parsed once; [`batch`]: batch
-//!   verification of the log signatures of concurrent requests.
+//! * [`verify`]: checkpoint verification on keys parsed once.
 //! * [`witness`]: the add-checkpoint checks and the committer that makes them atomic.
 //! * [`http`]: the HTTP interface; [`server`]: process wiring.
 
-pub mod batch;
 pub mod config;
 pub mod http;
 pub mod keys;

@@ -23,8 +23,6 @@ pub struct Metrics {
     /// Requests per synced storage write.
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
-    /// Requests whose log signatures were verified together (batch.rs).
-    pub verify_batch: Histogram,
     pub logs: Gauge,
     pub registry: Registry,
 }
@@ -47,7 +45,6 @@ impl Metrics {
             latency: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
-            verify_batch: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             logs: Gauge::default(),
             registry: Registry::default(),
         };
@@ -81,11 +78,6 @@ impl Metrics {
             "witness_commit_seconds",
             "Time of one synced storage write",
             m.commit_seconds.clone(),
-        );
-        registry.register(
-            "witness_verify_batch_requests",
-            "Requests whose log signatures were verified together",
-            m.verify_batch.clone(),
         );
         registry.register("witness_logs", "Logs witnessed", m.logs.clone());
         Self { registry, ..m }

@@ -5,36 +5,14 @@
 //! load. [`LogKeys`] holds the parsed keys of one origin and verifies with
 //! `verify_checkpoint_with_keys`, the same checks without the parsing.
 
-use base64::prelude::*;
-use ed25519_dalek::{Signature, VerifyingKey};
 use ledger_client::checkpoint::{
-    verify_checkpoint_with_keys, verify_checkpoint_with_keys_deferred, CheckpointError,
-    VerifiedCheckpoint, VerifierKey,
+    verify_checkpoint_with_keys, CheckpointError, VerifiedCheckpoint, VerifierKey,
 };
 
 /// The trusted keys of one origin.
 pub struct LogKeys {
     origin: String,
     keys: Vec<VerifierKey>,
-    /// The same keys as Ed25519 public keys, for batch verification (`None` if one did not
-    /// decode, which `parse_vkey` already excludes; such a key is only verified singly).
-    ed25519: Vec<Option<VerifyingKey>>,
-}
-
-/// The Ed25519 public key of a vkey `<name>+<id>+base64(0x01 || key)` that `parse_vkey`
-/// accepted.
-fn ed25519_key(k: &VerifierKey) -> Option<VerifyingKey> {
-    let b64 = k.as_str().splitn(3, '+').nth(2)?;
-    let raw = BASE64_STANDARD.decode(b64).ok()?;
-    let key: [u8; 32] = raw.get(1..)?.try_into().ok()?;
-    VerifyingKey::from_bytes(&key).ok()
-}
-
-/// A checkpoint that passed every check of [`LogKeys::verify`] but the Ed25519 ones, and
-/// the signatures still to verify over its text.
-pub struct Unverified {
-    pub checkpoint: VerifiedCheckpoint,
-    pub signatures: Vec<(VerifyingKey, Signature)>,
 }
 
 impl LogKeys {
@@ -45,7 +23,6 @@ impl LogKeys {
         Self {
             origin: origin.to_string(),
             keys: keys.to_vec(),
-            ed25519: keys.iter().map(ed25519_key).collect(),
         }
     }
 
@@ -57,26 +34,6 @@ impl LogKeys {
     /// `verify_checkpoint(note, <these keys>, Some(origin))`.
     pub fn verify(&self, note: &[u8]) -> Result<VerifiedCheckpoint, CheckpointError> {
         verify_checkpoint_with_keys(note, &self.keys, Some(&self.origin))
-    }
-
-    /// [`LogKeys::verify`] without the Ed25519 checks: if every returned signature
-    /// verifies over the checkpoint's text, `verify(note)` is `Ok(checkpoint)`; if one does
-    /// not, it is an error. `None` when the note fails another check, or when the
-    /// signatures cannot be checked apart: then only `verify(note)` gives the answer.
-    pub fn verify_deferred(&self, note: &[u8]) -> Option<Unverified> {
-        let (checkpoint, deferred) =
-            verify_checkpoint_with_keys_deferred(note, &self.keys, Some(&self.origin)).ok()?;
-        let signatures = deferred
-            .iter()
-            .map(|d| {
-                let key = (*self.ed25519.get(d.key)?)?;
-                Some((key, Signature::from_bytes(&d.signature)))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        (!signatures.is_empty()).then_some(Unverified {
-            checkpoint,
-            signatures,
-        })
     }
 }
 
@@ -93,7 +50,7 @@ mod tests {
     fn no_mutated_or_hostile_note_verifies_as_another_checkpoint() {
         let origin = "example.com/log";
         let (sk1, vk1) = signed_note::generate_key(&mut rand::rngs::OsRng, origin);
-        let (sk2, vk2) = signed_note::generate_key(&mut rand::rngs::OsRng, origin);
+        let (_sk2, vk2) = signed_note::generate_key(&mut rand::rngs::OsRng, origin);
         let (other_sk, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "other.example");
         let (impostor_sk, _) = signed_note::generate_key(&mut rand::rngs::OsRng, origin);
         let keys = LogKeys::new(
@@ -175,14 +132,6 @@ mod tests {
             }
             corpus.push(g);
         }
-        // Signed by both keys of the origin; then with the second signature broken.
-        let both = [&good[..], &sig_line(&sk2, origin, text)].concat();
-        let mut both_bad = both.clone();
-        let n = both_bad.len();
-        both_bad[n - 10] = if both_bad[n - 10] == b'A' { b'B' } else { b'A' };
-        assert_eq!(keys.verify_deferred(&both).unwrap().signatures.len(), 2);
-        assert!(keys.verify(&both_bad).is_err());
-        corpus.extend([both, both_bad]);
         let want = keys.verify(&good).unwrap();
         assert_eq!((want.size, want.root), (42, root));
         for n in &corpus[1..] {
@@ -198,30 +147,6 @@ mod tests {
                 assert!(v.note.starts_with(text), "{:?}", String::from_utf8_lossy(n));
             }
         }
-        // The deferred checks with the signatures then verified singly give the same
-        // verdict as the exact path on every note: the checkpoint when they all verify,
-        // a refusal when one does not (batch.rs relies on this).
-        let mut deferred = 0;
-        for n in &corpus {
-            let exact = keys.verify(n);
-            let Some(u) = keys.verify_deferred(n) else {
-                continue;
-            };
-            deferred += 1;
-            let text = u.checkpoint.text().to_vec();
-            let all = u
-                .signatures
-                .iter()
-                .all(|(k, s)| ed25519_dalek::Verifier::verify(k, &text, s).is_ok());
-            if all {
-                assert_eq!(exact.as_ref().ok(), Some(&u.checkpoint), "{n:?}");
-            } else {
-                assert!(exact.is_err(), "{:?}", String::from_utf8_lossy(n));
-            }
-        }
-        assert!(deferred > 1);
-        assert!(keys.verify_deferred(&good).is_some());
-        assert!(keys.verify_deferred(&corpus[9]).is_some());
         // The specific refusals a witness turns into status codes.
         let bad_sig = &corpus[9];
         assert!(matches!(

@@ -322,7 +322,7 @@ impl Witness {
 
     /// Handles one add-checkpoint request body.
     pub async fn add_checkpoint(&self, body: &[u8]) -> Answer {
-        let checked = match self.check(body).await {
+        let checked = match self.check(body) {
             Ok(c) => c,
             Err(a) => return a,
         };
@@ -392,7 +392,7 @@ impl Witness {
 
     /// The checks of c2sp.org/tlog-witness#add-checkpoint, in the spec's order, and the
     /// cosignature when they pass.
-    async fn check(&self, body: &[u8]) -> Result<Checked, Answer> {
+    fn check(&self, body: &[u8]) -> Result<Checked, Answer> {
         // Body layout (old size line, proof lines, empty line, checkpoint): 400.
         let req = AddCheckpoint::parse(body).map_err(|e| Answer::refused(400, e.to_string()))?;
         let first = req
@@ -412,15 +412,7 @@ impl Witness {
         // "MUST verify the checkpoint signature against the public key(s) it trusts for the
         // checkpoint origin, and it MUST ignore signatures from unknown keys" — 403 when no
         // trusted signature is present or one fails; a malformed note or body is a 400.
-        // Same checks as ledger_client::checkpoint::verify_checkpoint, on keys parsed once;
-        // the Ed25519 checks possibly batched with concurrent requests (batch.rs), any
-        // refusal given by the exact path.
-        if let Some(u) = log.keys.verify_deferred(&req.checkpoint) {
-            let text = u.checkpoint.text().to_vec();
-            if crate::batch::verify(text, u.signatures, &self.metrics).await {
-                return self.check_verified(log, req, u.checkpoint);
-            }
-        }
+        // Same checks as ledger_client::checkpoint::verify_checkpoint, on keys parsed once.
         let cp = log.keys.verify(&req.checkpoint).map_err(|e| match e {
             CheckpointError::NoTrustedSignature { .. }
             | CheckpointError::BadSignature { .. }
@@ -431,16 +423,6 @@ impl Witness {
             | CheckpointError::WrongOrigin { .. } => Answer::refused(400, e.to_string()),
             e => Answer::refused(500, format!("verifying the checkpoint: {e}")),
         })?;
-        self.check_verified(log, req, cp)
-    }
-
-    /// The checks that follow the log's signature, and the cosignature when they pass.
-    fn check_verified(
-        &self,
-        log: &Arc<LogState>,
-        req: AddCheckpoint,
-        cp: VerifiedCheckpoint,
-    ) -> Result<Checked, Answer> {
         // "The old size MUST be equal to or lower than the checkpoint size. Otherwise ... 400".
         if req.old_size > cp.size {
             return Err(Answer::refused(

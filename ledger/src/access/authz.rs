@@ -93,6 +93,8 @@ pub struct PolicyEngine {
     policies: PolicySet,
     digest: String,
     authorizer: Authorizer,
+    schema_text: String,
+    policy_text: String,
 }
 
 /// Digest of a schema and policy text: what an auditor compares with a logged policy.
@@ -121,7 +123,9 @@ impl PolicyEngine {
         let parsed = PolicySet::from_str(policy_text)
             .map_err(|e| anyhow!("the Cedar policies do not parse: {e}"))?;
         if parsed.templates().next().is_some() {
-            return Err(anyhow!("Cedar templates are not supported; write plain policies"));
+            return Err(anyhow!(
+                "Cedar templates are not supported; write plain policies"
+            ));
         }
         // Name each policy by its `@id` annotation, so that decisions (and the audit
         // records that quote them) cite the names authors wrote, not parse positions.
@@ -148,6 +152,8 @@ impl PolicyEngine {
             policies,
             digest: policy_digest(schema_text, policy_text),
             authorizer: Authorizer::new(),
+            schema_text: schema_text.to_string(),
+            policy_text: policy_text.to_string(),
         })
     }
 
@@ -168,6 +174,11 @@ impl PolicyEngine {
 
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The schema and policy texts the digest covers (logged when put in force).
+    pub fn texts(&self) -> (&str, &str) {
+        (&self.schema_text, &self.policy_text)
     }
 
     /// Decides whether `p` may do `action` on `resource`.

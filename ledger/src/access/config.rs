@@ -49,7 +49,10 @@ fn read_config(path: &Path) -> Result<AccessConfig> {
     let text = std::fs::read(path)
         .with_context(|| format!("reading access configuration {}", path.display()))?;
     if text.len() > 1 << 20 {
-        anyhow::bail!("access configuration {} is larger than 1 MiB", path.display());
+        anyhow::bail!(
+            "access configuration {} is larger than 1 MiB",
+            path.display()
+        );
     }
     serde_json::from_slice(&text)
         .with_context(|| format!("parsing access configuration {}", path.display()))
@@ -104,11 +107,10 @@ impl Access {
 
     /// Re-reads the schema and policy files. An invalid set is refused and the set in
     /// force stays in force. Returns the digest in force afterwards.
-    pub fn reload_policy(&self) -> Result<String> {
-        let engine = load_policy(&self.config, &self.base)?;
-        let digest = engine.digest().to_string();
-        *self.policy.write() = Arc::new(engine);
-        Ok(digest)
+    pub fn reload_policy(&self) -> Result<Arc<PolicyEngine>> {
+        let engine = Arc::new(load_policy(&self.config, &self.base)?);
+        *self.policy.write() = engine.clone();
+        Ok(engine)
     }
 
     /// The principal a bearer credential proves, or why it proves nothing.

@@ -5,11 +5,13 @@
 //!
 //! Also the `/access/v1` endpoints: tokens (admin), sessions, who-am-I, policy reload.
 
-use super::authz::{Action, RequestContext, Resource};
+use super::audit::{now_ms, AuditLog, DecisionRecord, Outcome, Queued, RECORD_VERSION};
+use super::authz::{Action, RequestContext, Resource, Verdict};
 use super::config::Access;
 use super::principal::{AuthMethod, Principal};
 use super::tokens::now;
 use crate::api_error::ApiError;
+use crate::log::LogError;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -22,10 +24,67 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// What the access layer needs to know about the hosted logs: name → origin.
+/// The access layer: credentials and policy, the hosted logs (name → origin) and the
+/// access audit log every decision goes to.
 pub struct Guard {
     pub access: Arc<Access>,
     pub logs: BTreeMap<String, String>,
+    pub audit: Arc<AuditLog>,
+    /// Serializes policy reloads (see `reload`).
+    pub reloading: tokio::sync::Mutex<()>,
+}
+
+/// What one request was decided, for its audit record.
+struct Decided<'a> {
+    principal: Option<&'a str>,
+    action: Option<Action>,
+    resource: Option<&'a Resource>,
+    outcome: Outcome,
+    policies: &'a [String],
+    reason: Option<&'a str>,
+}
+
+impl Guard {
+    /// Queues the audit record of one decision. A full audit pool refuses the request
+    /// (503): nothing is answered without its record.
+    fn record(
+        &self,
+        req: &Request,
+        peer: SocketAddr,
+        d: Decided<'_>,
+        policy_digest: &str,
+    ) -> Result<Queued, Response> {
+        let record = DecisionRecord {
+            kind: "decision",
+            v: RECORD_VERSION,
+            id: self.audit.next_id(),
+            time_ms: now_ms(),
+            principal: d.principal,
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            action: d.action.map(Action::name),
+            resource: d.resource.map(Resource::describe),
+            decision: d.outcome,
+            policies: d.policies,
+            policy_digest,
+            source: peer.to_string(),
+            reason: d.reason,
+        };
+        self.audit.append(&record).map_err(audit_unavailable)
+    }
+}
+
+fn audit_unavailable(e: LogError) -> Response {
+    tracing::warn!(error = %e, "access audit log refused a record");
+    let mut r = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        format!("the access audit log cannot record this request now: {e}"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Routes anyone may call: liveness and readiness carry no data.
@@ -92,8 +151,12 @@ fn bearer(req: &Request) -> Result<Option<&str>, &'static str> {
     let Some(v) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let v = v.to_str().map_err(|_| "the Authorization header is not ASCII")?;
-    let (scheme, cred) = v.split_once(' ').ok_or("the Authorization header has no scheme")?;
+    let v = v
+        .to_str()
+        .map_err(|_| "the Authorization header is not ASCII")?;
+    let (scheme, cred) = v
+        .split_once(' ')
+        .ok_or("the Authorization header has no scheme")?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err("only Bearer credentials are accepted");
     }
@@ -104,7 +167,7 @@ fn bearer(req: &Request) -> Result<Option<&str>, &'static str> {
     Ok(Some(cred))
 }
 
-/// The middleware: authenticate, authorize, pass the principal on.
+/// The middleware: authenticate, authorize, record the decision, pass the principal on.
 pub async fn guard(
     State(g): State<Arc<Guard>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -115,47 +178,92 @@ pub async fn guard(
     if public(&path) {
         return next.run(req).await;
     }
-    let principal = match bearer(&req) {
-        Ok(Some(cred)) => match g.access.authenticate(cred) {
-            Ok(p) => p,
-            Err(e) => return unauthorized(e),
-        },
-        Ok(None) => return unauthorized("this endpoint needs a Bearer credential (API token, session or identity token)"),
-        Err(e) => return unauthorized(e),
+    let policy = g.access.policy();
+    let digest = policy.digest();
+    let refuse_unauthenticated = |req: &Request, reason: &str| {
+        let d = Decided {
+            principal: None,
+            action: None,
+            resource: None,
+            outcome: Outcome::Unauthenticated,
+            policies: &[],
+            reason: Some(reason),
+        };
+        match g.record(req, peer, d, digest) {
+            Ok(_queued) => unauthorized(reason),
+            Err(busy) => busy,
+        }
     };
+    let principal =
+        match bearer(&req) {
+            Ok(Some(cred)) => match g.access.authenticate(cred) {
+                Ok(p) => p,
+                Err(e) => return refuse_unauthenticated(&req, &e),
+            },
+            Ok(None) => return refuse_unauthenticated(
+                &req,
+                "this endpoint needs a Bearer credential (API token, session or identity token)",
+            ),
+            Err(e) => return refuse_unauthenticated(&req, e),
+        };
     // Who-am-I and sessions only need a valid credential: they are about the caller.
     let self_service = matches!(path.as_str(), "/access/v1/whoami" | "/access/v1/session");
-    if !self_service {
-        let (action, resource) = classify(req.method(), &path, &g.logs);
+    let (action, resource) = classify(req.method(), &path, &g.logs);
+    let verdict = if self_service {
+        Ok(Verdict {
+            allowed: true,
+            policies: vec![],
+            policy_digest: digest.to_string(),
+        })
+    } else {
         let ctx = RequestContext {
             now: now() as i64,
             source_ip: peer.ip().to_string(),
         };
-        match g.access.policy().authorize(&principal, action, &resource, &ctx) {
-            Ok(v) if v.allowed => {}
-            Ok(v) => {
-                return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!(
-                        "{} may not {} {} under policy {}",
-                        principal.id,
-                        action.name(),
-                        resource.describe(),
-                        &v.policy_digest[..16]
-                    ),
-                )
-                .into_response()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "authorization failed to evaluate");
-                return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "the request could not be authorized (deny by default)",
-                )
-                .into_response();
-            }
+        policy.authorize(&principal, action, &resource, &ctx)
+    };
+    let (allowed, policies, error) = match &verdict {
+        Ok(v) => (v.allowed, v.policies.as_slice(), None),
+        Err(e) => {
+            tracing::error!(error = %e, "authorization failed to evaluate");
+            (false, &[][..], Some(format!("{e:#}")))
+        }
+    };
+    let d = Decided {
+        principal: Some(&principal.id),
+        action: (!self_service).then_some(action),
+        resource: (!self_service).then_some(&resource),
+        outcome: if allowed {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        },
+        policies,
+        reason: error.as_deref(),
+    };
+    let queued = match g.record(&req, peer, d, digest) {
+        Ok(q) => q,
+        Err(busy) => return busy,
+    };
+    if !allowed {
+        let message = match error {
+            Some(_) => "the request could not be authorized (deny by default)".to_string(),
+            None => format!(
+                "{} may not {} {} under policy {}",
+                principal.id,
+                action.name(),
+                resource.describe(),
+                &digest[..16]
+            ),
+        };
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response();
+    }
+    // A request that may change something runs only once its record is durable, so no
+    // acknowledged write lacks its audit record.
+    let reading = req.method() == Method::GET || req.method() == Method::HEAD;
+    if !reading {
+        if let Err(e) = queued.durable().await {
+            return audit_unavailable(e);
         }
     }
     req.extensions_mut().insert(principal);
@@ -175,7 +283,11 @@ fn token_error(e: super::tokens::TokenError) -> ApiError {
     use super::tokens::TokenError;
     match e {
         TokenError::Invalid(m) => ApiError::invalid(m),
-        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", other.to_string()),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            other.to_string(),
+        ),
     }
 }
 
@@ -184,17 +296,19 @@ async fn create_token(
     Extension(p): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let t: NewToken = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let t: NewToken =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
     let (token, record) = a
         .tokens
         .create(&t.principal, &t.roles, t.expires_in_seconds, &p.id)
         .map_err(token_error)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"token": token, "id": record.id, "principal": record.principal,
+        Json(
+            json!({"token": token, "id": record.id, "principal": record.principal,
                     "roles": record.roles, "expires": record.expires,
-                    "note": "the token is shown only now; the ledger keeps only its hash"})),
+                    "note": "the token is shown only now; the ledger keeps only its hash"}),
+        ),
     )
         .into_response())
 }
@@ -228,9 +342,10 @@ async fn mint_session(
             "a session cannot mint another session; present the API token or identity token",
         ));
     }
-    let (token, expires) = a.sessions.mint(&p).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })?;
+    let (token, expires) = a
+        .sessions
+        .mint(&p)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(json!({"token": token, "expires": expires, "principal": p.id})).into_response())
 }
 
@@ -238,9 +353,31 @@ async fn whoami(Extension(p): Extension<Principal>) -> Response {
     Json(json!({ "principal": p })).into_response()
 }
 
-async fn reload(State(a): State<Arc<Access>>) -> Result<Response, ApiError> {
+async fn reload(
+    State(g): State<Arc<Guard>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let a = &g.access;
+    // One reload at a time, so the audit log's policy records follow the order in which
+    // the sets were put in force.
+    let _one = g.reloading.lock().await;
     match a.reload_policy() {
-        Ok(digest) => Ok(Json(json!({"policy_digest": digest})).into_response()),
+        Ok(engine) => {
+            let (schema, policies) = engine.texts();
+            // The new set is in force from the moment its record is durable; decisions
+            // queued meanwhile name its digest.
+            g.audit
+                .policy_in_force(&p.id, engine.digest(), schema, policies)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "audit_unavailable",
+                        format!("the new policy is in force but its audit record failed: {e}"),
+                    )
+                })?;
+            Ok(Json(json!({"policy_digest": engine.digest()})).into_response())
+        }
         Err(e) => Err(ApiError::invalid(format!(
             "the new policy set was refused and the one in force ({}) stays: {e:#}",
             a.policy().digest()
@@ -248,14 +385,19 @@ async fn reload(State(a): State<Arc<Access>>) -> Result<Response, ApiError> {
     }
 }
 
-pub fn router<S: Clone + Send + Sync + 'static>(access: Arc<Access>) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(guard: Arc<Guard>) -> Router<S> {
+    let access = guard.access.clone();
     Router::new()
         .route("/access/v1/tokens", post(create_token).get(list_tokens))
         .route("/access/v1/tokens/{id}", delete(revoke_token))
         .route("/access/v1/session", post(mint_session))
         .route("/access/v1/whoami", get(whoami))
-        .route("/access/v1/policy/reload", post(reload))
         .with_state(access)
+        .merge(
+            Router::new()
+                .route("/access/v1/policy/reload", post(reload))
+                .with_state(guard),
+        )
 }
 
 #[cfg(test)]
@@ -278,8 +420,14 @@ mod tests {
             }
         );
         assert_eq!(c(Method::POST, "/registry/v1/publish").0, Action::Publish);
-        assert_eq!(c(Method::POST, "/registry/v1/lifecycle").0, Action::Transition);
-        assert_eq!(c(Method::POST, "/registry/v1/tombstone").0, Action::Tombstone);
+        assert_eq!(
+            c(Method::POST, "/registry/v1/lifecycle").0,
+            Action::Transition
+        );
+        assert_eq!(
+            c(Method::POST, "/registry/v1/tombstone").0,
+            Action::Tombstone
+        );
         assert_eq!(c(Method::POST, "/registry/v1/metadata").0, Action::Annotate);
         assert_eq!(c(Method::GET, "/registry/v1/versions").0, Action::Read);
         assert_eq!(c(Method::PATCH, "/v2/x/blobs/uploads/1").0, Action::Upload);

@@ -2,6 +2,7 @@
 //! the ledger mints, OIDC identity tokens) and whether they may (authorization: Cedar
 //! policies, deny by default).
 
+pub mod audit;
 pub mod authz;
 pub mod config;
 pub mod http;
