@@ -634,7 +634,7 @@ fn check_meta(field: &str, meta: &Metadata) -> Result<(), EventError> {
     }
     for (k, v) in meta {
         let at = format!("{field}.{}", quote(k));
-        invalid(&at, meta_key(k))?;
+        invalid(&at, validate_meta_key(k))?;
         // Values may be empty: "" is a value, unlike an absent key.
         if !v.is_empty() {
             invalid(&at, validate_text(v, MAX_META_VALUE_BYTES))?;
@@ -654,7 +654,7 @@ fn check_meta(field: &str, meta: &Metadata) -> Result<(), EventError> {
 
 /// Metadata keys: `[A-Za-z0-9][A-Za-z0-9._/-]*` (room for `org.opencontainers.image.source`
 /// and `huggingface/license`), at most 128 bytes.
-fn meta_key(k: &str) -> Result<(), String> {
+pub fn validate_meta_key(k: &str) -> Result<(), String> {
     check_len(k, MAX_META_KEY_BYTES).map_err(|p| format!("key {p}"))?;
     if !k.as_bytes()[0].is_ascii_alphanumeric() {
         return Err("key must start with [A-Za-z0-9]".into());

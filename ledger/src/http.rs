@@ -45,6 +45,8 @@ pub struct AppState {
     pub tsa: Option<Arc<crate::tsa::Authority>>,
     /// Access control (`--access-config`); every route is open when `None`.
     pub guard: Option<Arc<crate::access::http::Guard>>,
+    /// Permits for requests in progress (`--max-concurrent-requests`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Most entries one `add-batch` request may carry.
@@ -54,15 +56,43 @@ type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
     let guard = state.guard.clone();
+    let in_flight = state.in_flight.clone();
     let app = routes(state);
-    match guard {
+    let app = match guard {
         // The access layer sees every request before any route does (specs/access.md).
         Some(g) => app.layer(axum::middleware::from_fn_with_state(
             g,
             crate::access::http::guard,
         )),
         None => app,
-    }
+    };
+    // Outermost: a request over the limit costs nothing more, not even an audit record.
+    app.layer(axum::middleware::from_fn_with_state(in_flight, bounded))
+}
+
+/// Sheds load beyond `--max-concurrent-requests` with 503 and Retry-After rather than
+/// queueing it: waiting requests would hold memory and connections without bound.
+async fn bounded(
+    State(in_flight): State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_permit) = in_flight.try_acquire() else {
+        let mut r = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is handling as many requests as it is configured to; retry shortly",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return r;
+    };
+    // The permit is held until the response head is produced; a streamed body (a blob
+    // download) then runs on without it, bounded by its connection.
+    next.run(req).await
 }
 
 fn routes(state: Shared) -> Router {

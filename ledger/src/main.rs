@@ -174,6 +174,10 @@ struct ServeArgs {
     /// Largest add-batch body in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_batch_bytes: usize,
+    /// Requests handled at once; beyond it the answer is 503 with Retry-After, so a flood
+    /// costs bounded memory.
+    #[arg(long, default_value_t = 4096)]
+    max_concurrent_requests: usize,
     /// RocksDB block cache in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     cache_bytes: usize,
@@ -379,6 +383,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             max_pending_bytes: a.max_pending_bytes,
         },
         max_batch_bytes: a.max_batch_bytes,
+        max_concurrent_requests: a.max_concurrent_requests.max(1),
         cache_bytes: a.cache_bytes,
         attest: AttestSettings {
             witness_policy: a.witness_policy,

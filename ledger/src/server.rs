@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub logs: Vec<LogSpec>,
     pub pool: PoolConfig,
     pub max_batch_bytes: usize,
+    /// Requests in progress at once (503 beyond).
+    pub max_concurrent_requests: usize,
     pub cache_bytes: usize,
     pub blobs: BlobConfig,
     pub attest: AttestSettings,
@@ -445,6 +447,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
             attest_wait: config.attest.wait,
             tsa,
             guard,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
         }),
         banner,
         attest_banner,

@@ -34,6 +34,8 @@ pub enum Outcome {
     Deny,
     /// No credential, or one that proves nothing (401).
     Unauthenticated,
+    /// Over the principal's (or, unauthenticated, the address's) rate (429).
+    RateLimited,
 }
 
 /// One access decision as logged. Field order is the serialization order: records are

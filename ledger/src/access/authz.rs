@@ -54,9 +54,32 @@ impl Action {
 /// What it is done to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    Log { name: String, origin: String },
+    Log {
+        name: String,
+        origin: String,
+    },
     Registry,
     Service,
+    /// One artifact version, with the attributes policies may test (ABAC). Checked by the
+    /// registry once the request's body names it, after the route-level check.
+    Artifact(ArtifactAttrs),
+}
+
+/// The attributes of an artifact version a policy sees (`resource.kind` etc.).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactAttrs {
+    pub name: String,
+    pub version: String,
+    /// `model`, `dataset` or `other`.
+    pub kind: String,
+    /// The current stage (`draft` for a version being published).
+    pub stage: String,
+    /// The `sensitivity` metadata value, `""` when unset.
+    pub sensitivity: String,
+    /// Who published it (the principal doing it, when publishing).
+    pub publisher: String,
+    /// The stage a transition goes to; `""` for other actions.
+    pub target_stage: String,
 }
 
 impl Resource {
@@ -65,6 +88,7 @@ impl Resource {
             Resource::Log { name, .. } => format!("Ledger::Log::{name:?}"),
             Resource::Registry => "Ledger::Registry::\"registry\"".into(),
             Resource::Service => "Ledger::Service::\"ledger\"".into(),
+            Resource::Artifact(a) => format!("Ledger::Artifact::{:?}", artifact_id(a)),
         }
     }
 }
@@ -106,6 +130,11 @@ pub fn policy_digest(schema: &str, policies: &str) -> String {
     h.update((policies.len() as u64).to_be_bytes());
     h.update(policies.as_bytes());
     hex::encode(h.finalize())
+}
+
+/// `name@version`, the id of an artifact version entity.
+fn artifact_id(a: &ArtifactAttrs) -> String {
+    format!("{}@{}", a.name, a.version)
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid> {
@@ -238,6 +267,27 @@ impl PolicyEngine {
             Resource::Service => {
                 let u = uid("Service", "ledger")?;
                 (u.clone(), Entity::with_uid(u))
+            }
+            Resource::Artifact(a) => {
+                let u = uid("Artifact", &artifact_id(a))?;
+                let s = |v: &str| RestrictedExpression::new_string(v.to_string());
+                let e = Entity::new(
+                    u.clone(),
+                    [
+                        ("name".to_string(), s(&a.name)),
+                        ("version".to_string(), s(&a.version)),
+                        ("kind".to_string(), s(&a.kind)),
+                        ("stage".to_string(), s(&a.stage)),
+                        ("sensitivity".to_string(), s(&a.sensitivity)),
+                        ("publisher".to_string(), s(&a.publisher)),
+                        ("target_stage".to_string(), s(&a.target_stage)),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    Default::default(),
+                )
+                .map_err(|e| anyhow!("resource entity: {e}"))?;
+                (u, e)
             }
         };
         let mut entities = vec![user, resource_entity];

@@ -2,6 +2,8 @@
 //! from it.
 
 use super::authz::PolicyEngine;
+use super::governance::GovernanceConfig;
+use super::limits::{LimitsConfig, RateLimiter};
 use super::oidc::{IssuerConfig, Oidc};
 use super::principal::Principal;
 use super::session::SessionKeys;
@@ -28,6 +30,12 @@ pub struct AccessConfig {
     /// Trusted OIDC issuers.
     #[serde(default)]
     pub oidc: Vec<IssuerConfig>,
+    /// Per-principal request rates (specs/access.md, "Abuse limits").
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Rules on what changes must carry (specs/access.md, "Governance").
+    #[serde(default)]
+    pub governance: GovernanceConfig,
 }
 
 fn default_ttl() -> u64 {
@@ -39,6 +47,10 @@ pub struct Access {
     pub tokens: TokenStore,
     pub sessions: SessionKeys,
     pub oidc: Oidc,
+    /// One bucket per authenticated principal...
+    pub principal_limits: RateLimiter,
+    /// ...and one per source address whose credential is missing or refused.
+    pub unauthenticated_limits: RateLimiter,
     policy: RwLock<Arc<PolicyEngine>>,
     config: AccessConfig,
     base: PathBuf,
@@ -87,6 +99,14 @@ impl Access {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        config
+            .limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("access configuration {}: {e}", path.display()))?;
+        config
+            .governance
+            .check()
+            .map_err(|e| anyhow::anyhow!("access configuration {}: {e}", path.display()))?;
         let policy = load_policy(&config, &base)?;
         let oidc = Oidc::load(&config.oidc, &base)?;
         let sessions = SessionKeys::load_or_generate(key_dir, config.session_ttl_seconds)?;
@@ -94,10 +114,23 @@ impl Access {
             tokens,
             sessions,
             oidc,
+            principal_limits: RateLimiter::new(
+                config.limits.requests_per_second,
+                config.limits.burst,
+            ),
+            unauthenticated_limits: RateLimiter::new(
+                config.limits.unauthenticated_per_second,
+                config.limits.unauthenticated_burst,
+            ),
             policy: RwLock::new(Arc::new(policy)),
             config,
             base,
         })
+    }
+
+    /// The governance rules.
+    pub fn governance(&self) -> &GovernanceConfig {
+        &self.config.governance
     }
 
     /// The policy set in force.

@@ -6,7 +6,7 @@
 //! Also the `/access/v1` endpoints: tokens (admin), sessions, who-am-I, policy reload.
 
 use super::audit::{now_ms, AuditLog, DecisionRecord, Outcome, Queued, RECORD_VERSION};
-use super::authz::{Action, RequestContext, Resource, Verdict};
+use super::authz::{Action, ArtifactAttrs, RequestContext, Resource, Verdict};
 use super::config::Access;
 use super::principal::{AuthMethod, Principal};
 use super::tokens::now;
@@ -54,14 +54,32 @@ impl Guard {
         d: Decided<'_>,
         policy_digest: &str,
     ) -> Result<Queued, Response> {
+        self.record_at(
+            req.method().as_str(),
+            req.uri().path(),
+            peer,
+            d,
+            policy_digest,
+        )
+        .map_err(audit_unavailable)
+    }
+
+    fn record_at(
+        &self,
+        method: &str,
+        path: &str,
+        peer: SocketAddr,
+        d: Decided<'_>,
+        policy_digest: &str,
+    ) -> Result<Queued, LogError> {
         let record = DecisionRecord {
             kind: "decision",
             v: RECORD_VERSION,
             id: self.audit.next_id(),
             time_ms: now_ms(),
             principal: d.principal,
-            method: req.method().as_str(),
-            path: req.uri().path(),
+            method,
+            path,
             action: d.action.map(Action::name),
             resource: d.resource.map(Resource::describe),
             decision: d.outcome,
@@ -70,8 +88,96 @@ impl Guard {
             source: peer.to_string(),
             reason: d.reason,
         };
-        self.audit.append(&record).map_err(audit_unavailable)
+        self.audit.append(&record)
     }
+}
+
+/// A request the access layer let through: who made it, from where, and the means to
+/// check what its body turns out to name (an artifact version) against the policy.
+#[derive(Clone)]
+pub struct Authorized {
+    pub principal: Principal,
+    guard: Arc<Guard>,
+    peer: SocketAddr,
+    method: String,
+    path: String,
+}
+
+/// Why an artifact-level check refused.
+#[derive(Debug)]
+pub enum ArtifactRefusal {
+    /// The policy denies it (403); the message names principal, action and artifact.
+    Denied(String),
+    /// The audit log cannot take the record now (503).
+    AuditUnavailable(LogError),
+}
+
+impl Authorized {
+    /// The governance rules in force.
+    pub fn governance(&self) -> &super::governance::GovernanceConfig {
+        self.guard.access.governance()
+    }
+
+    /// Decides `action` on one artifact version and queues the audit record of the
+    /// decision. Synchronous, so the registry can decide under the artifact's lock, on
+    /// the state the write will build on. An allow returns the queued record: the caller
+    /// awaits its durability before acknowledging the write.
+    pub fn decide_artifact(
+        &self,
+        action: Action,
+        artifact: ArtifactAttrs,
+    ) -> Result<Queued, ArtifactRefusal> {
+        let policy = self.guard.access.policy();
+        let digest = policy.digest();
+        let resource = Resource::Artifact(artifact);
+        let ctx = RequestContext {
+            now: now() as i64,
+            source_ip: self.peer.ip().to_string(),
+        };
+        let verdict = policy.authorize(&self.principal, action, &resource, &ctx);
+        let (allowed, policies, error) = match &verdict {
+            Ok(v) => (v.allowed, v.policies.as_slice(), None),
+            Err(e) => (false, &[][..], Some(format!("{e:#}"))),
+        };
+        let d = Decided {
+            principal: Some(&self.principal.id),
+            action: Some(action),
+            resource: Some(&resource),
+            outcome: if allowed {
+                Outcome::Allow
+            } else {
+                Outcome::Deny
+            },
+            policies,
+            reason: error.as_deref(),
+        };
+        let queued = self
+            .guard
+            .record_at(&self.method, &self.path, self.peer, d, digest)
+            .map_err(ArtifactRefusal::AuditUnavailable)?;
+        if allowed {
+            Ok(queued)
+        } else {
+            Err(ArtifactRefusal::Denied(format!(
+                "{} may not {} {} under policy {}",
+                self.principal.id,
+                action.name(),
+                resource.describe(),
+                &digest[..16]
+            )))
+        }
+    }
+}
+
+/// 429 Too Many Requests with Retry-After (RFC 6585 §4).
+fn too_many(message: String, wait: std::time::Duration) -> Response {
+    let mut r =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+    let secs = super::limits::retry_after_secs(wait);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn audit_unavailable(e: LogError) -> Response {
@@ -181,6 +287,30 @@ pub async fn guard(
     let policy = g.access.policy();
     let digest = policy.digest();
     let refuse_unauthenticated = |req: &Request, reason: &str| {
+        let limited = g
+            .access
+            .unauthenticated_limits
+            .take(&peer.ip().to_string(), std::time::Instant::now());
+        if let Err(wait) = limited {
+            let d = Decided {
+                principal: None,
+                action: None,
+                resource: None,
+                outcome: Outcome::RateLimited,
+                policies: &[],
+                reason: Some(reason),
+            };
+            return match g.record(req, peer, d, digest) {
+                Ok(_queued) => too_many(
+                    format!(
+                        "too many requests without a valid credential from {}",
+                        peer.ip()
+                    ),
+                    wait,
+                ),
+                Err(busy) => busy,
+            };
+        }
         let d = Decided {
             principal: None,
             action: None,
@@ -206,6 +336,24 @@ pub async fn guard(
             ),
             Err(e) => return refuse_unauthenticated(&req, e),
         };
+    if let Err(wait) = g
+        .access
+        .principal_limits
+        .take(&principal.id, std::time::Instant::now())
+    {
+        let d = Decided {
+            principal: Some(&principal.id),
+            action: None,
+            resource: None,
+            outcome: Outcome::RateLimited,
+            policies: &[],
+            reason: None,
+        };
+        return match g.record(&req, peer, d, digest) {
+            Ok(_queued) => too_many(format!("{} is over its request rate", principal.id), wait),
+            Err(busy) => busy,
+        };
+    }
     // Who-am-I and sessions only need a valid credential: they are about the caller.
     let self_service = matches!(path.as_str(), "/access/v1/whoami" | "/access/v1/session");
     let (action, resource) = classify(req.method(), &path, &g.logs);
@@ -266,9 +414,20 @@ pub async fn guard(
             return audit_unavailable(e);
         }
     }
+    let authorized = Authorized {
+        principal: principal.clone(),
+        guard: g.clone(),
+        peer,
+        method: req.method().to_string(),
+        path: path.clone(),
+    };
+    req.extensions_mut().insert(authorized);
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
+
+/// Largest body the `/access/v1` endpoints read.
+pub const MAX_ACCESS_BODY: usize = 16 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,6 +557,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(guard: Arc<Guard>) -> Router<S> 
                 .route("/access/v1/policy/reload", post(reload))
                 .with_state(guard),
         )
+        // Token requests are a few hundred bytes; the rest have no body.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_ACCESS_BODY))
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 pub mod audit;
 pub mod authz;
 pub mod config;
+pub mod governance;
 pub mod http;
+pub mod limits;
 pub mod oidc;
 pub mod principal;
 pub mod session;

@@ -1,12 +1,15 @@
 //! `/registry/v1`: publish and change artifact versions (each change one logged event, each
 //! answer a receipt), and query the catalog (specs/api.md, "Registry").
 //!
-//! Until access control lands, the acting identity (`actor`) is taken from the request body
-//! as given; the log records it, it is not yet proven.
+//! With access control on, the acting identity each event records is the authenticated
+//! principal, and each change is checked against the policy with the artifact's attributes
+//! ([`super::caller`]). With it off, the body's `actor` is recorded as given.
 
+use super::caller::{Caller, Pending};
 use super::intoto;
 use super::service::{Registry, RegistryError, Written};
-use super::state::VersionState;
+use super::state::{AliasState, VersionState};
+use crate::access::authz::{Action, ArtifactAttrs};
 use crate::api_error::ApiError;
 use crate::http::{b64, note_str, tlog_proof_text, B64List, Query, B64};
 use axum::body::Bytes;
@@ -58,6 +61,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotFound(m) => ApiError::not_found(m),
             RegistryError::Invalid(m) => ApiError::invalid(m),
             RegistryError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            RegistryError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             RegistryError::Log(l) => l.into(),
             RegistryError::Blob(crate::blob::BlobError::NotFound(d)) => ApiError::invalid(format!(
                 "no blob {d}: upload it first (POST /v2/<name>/blobs/uploads/)"
@@ -181,13 +185,57 @@ async fn version_write(
     r: &Registry,
     name: &str,
     version: &str,
+    (caller, action, target_stage): (&Caller, Action, Option<Stage>),
     build: impl FnOnce(&super::catalog::Catalog, VersionState) -> Result<Event, RegistryError>,
 ) -> Result<Response, ApiError> {
     let subject = version_subject(name, version)?;
+    let mut pending = Pending::default();
     let w = r
-        .write(subject, |c| build(c, existing_version(c, name, version)?))
+        .write(subject, |c| {
+            let v = existing_version(c, name, version)?;
+            caller.permit(action, artifact_attrs(r, &v, target_stage)?, &mut pending)?;
+            build(c, v)
+        })
         .await?;
+    pending.durable().await?;
     written(r, w)
+}
+
+/// What the policy sees of a published version. The publisher is read from the
+/// version's `published` entry: the log, not a cached copy, says who it was.
+fn artifact_attrs(
+    r: &Registry,
+    v: &VersionState,
+    target_stage: Option<Stage>,
+) -> Result<ArtifactAttrs, RegistryError> {
+    let (_, entry) = r.entry(v.published.index)?;
+    let publisher = match Event::decode(&entry) {
+        Ok(Event::Published(p)) => p.actor,
+        _ => {
+            return Err(RegistryError::Invalid(format!(
+                "entry {} is not the publication of {}@{}",
+                v.published.index, v.name, v.version
+            )))
+        }
+    };
+    Ok(ArtifactAttrs {
+        name: v.name.clone(),
+        version: v.version.clone(),
+        kind: v.kind.as_str().to_string(),
+        stage: v.stage.as_str().to_string(),
+        sensitivity: sensitivity(v.meta.as_ref()),
+        publisher,
+        target_stage: target_stage
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+/// The `sensitivity` metadata value policies test, `""` when unset.
+fn sensitivity(meta: Option<&Metadata>) -> String {
+    meta.and_then(|m| m.get("sensitivity"))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// 422 unless the blob `d` is stored: events may only name bytes the registry holds.
@@ -209,7 +257,9 @@ struct PublishReq {
     media_type: String,
     meta: Option<Metadata>,
     meta_digest: Option<Digest>,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
     sig: Option<Signature>,
 }
 
@@ -219,10 +269,12 @@ fn octet_stream() -> String {
 
 async fn publish(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: PublishReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     let subject = version_subject(&q.name, &q.version)?;
     let stored = r
         .blobs
@@ -242,9 +294,28 @@ async fn publish(
     if let Some(m) = &q.meta_digest {
         require_blob(&r, m).await?;
     }
+    if let Some(a) = &caller.0 {
+        a.governance()
+            .check_metadata(q.kind, q.meta.as_ref())
+            .map_err(ApiError::invalid)?;
+    }
     let mut existing = None;
+    let mut pending = Pending::default();
     let w = r
         .write(subject, |c| {
+            caller.permit(
+                Action::Publish,
+                ArtifactAttrs {
+                    name: q.name.clone(),
+                    version: q.version.clone(),
+                    kind: q.kind.as_str().to_string(),
+                    stage: Stage::Draft.as_str().to_string(),
+                    sensitivity: sensitivity(q.meta.as_ref()),
+                    publisher: actor.clone(),
+                    target_stage: String::new(),
+                },
+                &mut pending,
+            )?;
             if let Some(v) = c.version(&q.name, &q.version)? {
                 if v.digest == q.digest {
                     existing = Some(v.published.index);
@@ -264,12 +335,13 @@ async fn publish(
                 media_type: q.media_type.clone(),
                 meta_digest: q.meta_digest,
                 meta: q.meta.clone(),
-                actor: q.actor.clone(),
+                actor: actor.clone(),
                 sig: q.sig.clone(),
                 time: 0,
             }))
         })
         .await;
+    pending.durable().await?;
     match (w, existing) {
         // Publishing the same bytes again is idempotent: answer the original receipt.
         (Err(_), Some(index)) => {
@@ -288,15 +360,19 @@ struct MetadataReq {
     version: String,
     meta: Option<Metadata>,
     meta_digest: Option<Digest>,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 async fn metadata(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: MetadataReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     version_subject(&q.name, &q.version)?;
     if q.meta.is_none() && q.meta_digest.is_none() {
         return Err(ApiError::invalid("give meta, meta_digest or both"));
@@ -304,17 +380,29 @@ async fn metadata(
     if let Some(m) = &q.meta_digest {
         require_blob(&r, m).await?;
     }
-    version_write(&r, &q.name, &q.version, |_, v| {
-        Ok(Event::MetadataChanged(MetadataChanged {
-            name: q.name.clone(),
-            version: q.version.clone(),
-            meta_digest: q.meta_digest,
-            meta: q.meta.clone(),
-            prev: v.head,
-            actor: q.actor.clone(),
-            time: 0,
-        }))
-    })
+    version_write(
+        &r,
+        &q.name,
+        &q.version,
+        (&caller, Action::Annotate, None),
+        |_, v| {
+            // New metadata replaces the old: it must still say what its kind requires.
+            if let (Some(a), Some(meta)) = (&caller.0, &q.meta) {
+                a.governance()
+                    .check_metadata(v.kind, Some(meta))
+                    .map_err(RegistryError::Invalid)?;
+            }
+            Ok(Event::MetadataChanged(MetadataChanged {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                meta_digest: q.meta_digest,
+                meta: q.meta.clone(),
+                prev: v.head,
+                actor: actor.clone(),
+                time: 0,
+            }))
+        },
+    )
     .await
 }
 
@@ -325,43 +413,53 @@ struct LifecycleReq {
     version: String,
     to: Stage,
     reason: Option<String>,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 async fn lifecycle(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: LifecycleReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     version_subject(&q.name, &q.version)?;
-    version_write(&r, &q.name, &q.version, |_, v| {
-        if !v.stage.can_transition_to(q.to) {
-            return Err(RegistryError::Conflict(format!(
-                "{}@{} is {}; it cannot move to {} (allowed: {})",
-                q.name,
-                q.version,
-                v.stage,
-                q.to,
-                v.stage
-                    .successors()
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        Ok(Event::Lifecycle(Lifecycle {
-            name: q.name.clone(),
-            version: q.version.clone(),
-            from: v.stage,
-            to: q.to,
-            reason: q.reason.clone(),
-            prev: v.head,
-            actor: q.actor.clone(),
-            time: 0,
-        }))
-    })
+    version_write(
+        &r,
+        &q.name,
+        &q.version,
+        (&caller, Action::Transition, Some(q.to)),
+        |_, v| {
+            if !v.stage.can_transition_to(q.to) {
+                return Err(RegistryError::Conflict(format!(
+                    "{}@{} is {}; it cannot move to {} (allowed: {})",
+                    q.name,
+                    q.version,
+                    v.stage,
+                    q.to,
+                    v.stage
+                        .successors()
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Ok(Event::Lifecycle(Lifecycle {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                from: v.stage,
+                to: q.to,
+                reason: q.reason.clone(),
+                prev: v.head,
+                actor: actor.clone(),
+                time: 0,
+            }))
+        },
+    )
     .await
 }
 
@@ -372,15 +470,19 @@ struct AliasReq {
     alias: String,
     /// The version to point at; null removes the alias.
     version: Option<String>,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 async fn alias(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: AliasReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     check("name", event::validate_name(&q.name))?;
     check("alias", event::validate_alias(&q.alias))?;
     if let Some(v) = &q.version {
@@ -390,12 +492,25 @@ async fn alias(
         name: q.name.clone(),
         alias: q.alias.clone(),
     };
+    let mut pending = Pending::default();
     let w = r
         .write(subject, |c| {
-            if let Some(v) = &q.version {
-                existing_version(c, &q.name, v)?;
-            }
             let old = c.alias(&q.name, &q.alias)?;
+            // The policy sees the version the alias will point at, or, when it is
+            // removed, the one it pointed at.
+            let target = match (&q.version, &old) {
+                (Some(v), _) => Some(existing_version(c, &q.name, v)?),
+                (
+                    None,
+                    Some(AliasState {
+                        version: Some(v), ..
+                    }),
+                ) => c.version(&q.name, v)?,
+                (None, _) => None,
+            };
+            if let Some(t) = &target {
+                caller.permit(Action::Alias, artifact_attrs(&r, t, None)?, &mut pending)?;
+            }
             if old.as_ref().map(|a| &a.version) == Some(&q.version)
                 || (old.is_none() && q.version.is_none())
             {
@@ -409,11 +524,12 @@ async fn alias(
                 alias: q.alias.clone(),
                 to: q.version.clone(),
                 prev: old.map(|a| a.head),
-                actor: q.actor.clone(),
+                actor: actor.clone(),
                 time: 0,
             }))
         })
         .await?;
+    pending.durable().await?;
     written(&r, w)
 }
 
@@ -423,45 +539,55 @@ struct LineageReq {
     name: String,
     version: String,
     links: Vec<Link>,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 async fn lineage(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: LineageReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     version_subject(&q.name, &q.version)?;
     if q.links.is_empty() {
         return Err(ApiError::invalid("links: give at least one"));
     }
-    version_write(&r, &q.name, &q.version, |c, v| {
-        for l in &q.links {
-            if let Target::Artifact(t) = &l.target {
-                let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
-                    RegistryError::Invalid(format!(
-                        "lineage target {}@{} is not published",
-                        t.name, t.version
-                    ))
-                })?;
-                if target.digest != t.digest {
-                    return Err(RegistryError::Invalid(format!(
-                        "lineage target {}@{} has digest {}, not {}",
-                        t.name, t.version, target.digest, t.digest
-                    )));
+    version_write(
+        &r,
+        &q.name,
+        &q.version,
+        (&caller, Action::Annotate, None),
+        |c, v| {
+            for l in &q.links {
+                if let Target::Artifact(t) = &l.target {
+                    let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
+                        RegistryError::Invalid(format!(
+                            "lineage target {}@{} is not published",
+                            t.name, t.version
+                        ))
+                    })?;
+                    if target.digest != t.digest {
+                        return Err(RegistryError::Invalid(format!(
+                            "lineage target {}@{} has digest {}, not {}",
+                            t.name, t.version, target.digest, t.digest
+                        )));
+                    }
                 }
             }
-        }
-        Ok(Event::Lineage(Lineage {
-            name: q.name.clone(),
-            version: q.version.clone(),
-            links: q.links.clone(),
-            prev: v.head,
-            actor: q.actor.clone(),
-            time: 0,
-        }))
-    })
+            Ok(Event::Lineage(Lineage {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                links: q.links.clone(),
+                prev: v.head,
+                actor: actor.clone(),
+                time: 0,
+            }))
+        },
+    )
     .await
 }
 
@@ -474,15 +600,19 @@ struct AttestationReq {
     predicate_type: String,
     /// Checked against the blob's framing when given; derived from it otherwise.
     media_type: Option<String>,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 async fn attestation(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: AttestationReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     version_subject(&q.name, &q.version)?;
     let size = require_blob(&r, &q.statement).await?;
     if size > intoto::MAX_STATEMENT_BYTES {
@@ -520,32 +650,38 @@ async fn attestation(
         }
         _ => claims.media_type.to_string(),
     };
-    version_write(&r, &q.name, &q.version, |_, v| {
-        if !claims.subjects.contains(&v.digest) {
-            return Err(RegistryError::Invalid(format!(
-                "the statement is about {}, not about {}@{} ({})",
-                claims
-                    .subjects
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                q.name,
-                q.version,
-                v.digest
-            )));
-        }
-        Ok(Event::Attestation(Attestation {
-            name: q.name.clone(),
-            version: q.version.clone(),
-            statement: q.statement,
-            predicate_type: q.predicate_type.clone(),
-            media_type: media_type.clone(),
-            prev: v.head,
-            actor: q.actor.clone(),
-            time: 0,
-        }))
-    })
+    version_write(
+        &r,
+        &q.name,
+        &q.version,
+        (&caller, Action::Annotate, None),
+        |_, v| {
+            if !claims.subjects.contains(&v.digest) {
+                return Err(RegistryError::Invalid(format!(
+                    "the statement is about {}, not about {}@{} ({})",
+                    claims
+                        .subjects
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    q.name,
+                    q.version,
+                    v.digest
+                )));
+            }
+            Ok(Event::Attestation(Attestation {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                statement: q.statement,
+                predicate_type: q.predicate_type.clone(),
+                media_type: media_type.clone(),
+                prev: v.head,
+                actor: actor.clone(),
+                time: 0,
+            }))
+        },
+    )
     .await
 }
 
@@ -555,30 +691,41 @@ struct TombstoneReq {
     name: String,
     version: String,
     reason: String,
-    actor: String,
+    /// Who makes the change; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 async fn tombstone(
     State(r): State<Shared>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     raw: Bytes,
 ) -> Result<Response, ApiError> {
     let q: TombstoneReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
     let subject = version_subject(&q.name, &q.version)?;
+    let mut pending = Pending::default();
     let w = r
         .write(subject, |c| {
             let v = existing_version(c, &q.name, &q.version)?;
+            caller.permit(
+                Action::Tombstone,
+                artifact_attrs(&r, &v, None)?,
+                &mut pending,
+            )?;
             Ok(Event::Tombstone(Tombstone {
                 name: q.name.clone(),
                 version: q.version.clone(),
                 digest: v.digest,
                 reason: q.reason.clone(),
                 prev: v.head,
-                actor: q.actor.clone(),
+                actor: actor.clone(),
                 time: 0,
             }))
         })
         .await?;
+    pending.durable().await?;
     // The log now says the bytes are gone; purge them unless a live version shares them.
     if let Event::Tombstone(t) = &w.event {
         let mut live = false;

@@ -3,6 +3,7 @@
 //! [`state`]), served under `/registry/v1` ([`api`]).
 
 pub mod api;
+pub mod caller;
 pub mod catalog;
 pub mod intoto;
 pub mod oci;

@@ -28,6 +28,9 @@ pub enum RegistryError {
     /// name@version rebinding, a lost race, a transition the state does not allow.
     #[error("{0}")]
     Conflict(String),
+    /// The access policy refuses this change to this artifact.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]

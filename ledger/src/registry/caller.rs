@@ -1,0 +1,89 @@
+//! Who is changing the registry, and whether they may change this artifact.
+//!
+//! With access control on, the access layer has already allowed the route (say `publish`
+//! on the registry); here the registry asks again about the artifact version the body
+//! names, with its attributes (kind, stage, sensitivity, publisher), and the acting
+//! identity logged in each event is the authenticated principal, never a claim in the
+//! body. With access control off, the body's `actor` is logged as given.
+
+use super::service::RegistryError;
+use crate::access::audit::Queued;
+use crate::access::authz::{Action, ArtifactAttrs};
+use crate::access::http::{ArtifactRefusal, Authorized};
+use crate::api_error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+
+/// The caller of a registry write: `None` when access control is off.
+pub struct Caller(pub Option<Authorized>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller(parts.extensions.get::<Authorized>().cloned()))
+    }
+}
+
+/// Audit records of artifact-level allows, to be durable before the write is answered.
+#[derive(Default)]
+pub struct Pending(Vec<Queued>);
+
+impl Pending {
+    pub async fn durable(self) -> Result<(), ApiError> {
+        for q in self.0 {
+            q.durable().await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    format!("the write is logged but its audit record failed: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Caller {
+    /// The identity the event records. With access control it is the principal; a body
+    /// naming someone else is refused rather than silently corrected.
+    pub fn actor(&self, claimed: Option<&str>) -> Result<String, ApiError> {
+        match (&self.0, claimed) {
+            (Some(a), None) => Ok(a.principal.id.clone()),
+            (Some(a), Some(c)) if c == a.principal.id => Ok(c.to_string()),
+            (Some(a), Some(c)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "actor {c:?} is not the authenticated principal {:?}; leave actor out",
+                    a.principal.id
+                ),
+            )),
+            (None, Some(c)) => Ok(c.to_string()),
+            (None, None) => Err(ApiError::invalid(
+                "actor is required (who is making this change)",
+            )),
+        }
+    }
+
+    /// Whether the caller may do `action` to this artifact version (nothing to check
+    /// with access control off). Runs under the artifact's lock, on the state the write
+    /// builds on.
+    pub fn permit(
+        &self,
+        action: Action,
+        artifact: ArtifactAttrs,
+        pending: &mut Pending,
+    ) -> Result<(), RegistryError> {
+        let Some(a) = &self.0 else { return Ok(()) };
+        match a.decide_artifact(action, artifact) {
+            Ok(q) => {
+                pending.0.push(q);
+                Ok(())
+            }
+            Err(ArtifactRefusal::Denied(m)) => Err(RegistryError::Forbidden(m)),
+            Err(ArtifactRefusal::AuditUnavailable(e)) => Err(RegistryError::Log(e)),
+        }
+    }
+}
