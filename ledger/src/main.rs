@@ -64,7 +64,9 @@ enum Command {
     /// Manage API tokens of a stopped ledger (the running server manages them at
     /// /access/v1/tokens). `create` prints the token once.
     Token {
-        #[arg(long, default_value = "./ledger-data")]
+        /// The stopped ledger's data directory (created if new: the first admin's token
+        /// can be made before the first start).
+        #[arg(long, global = true, default_value = "./ledger-data")]
         data_dir: PathBuf,
         #[command(subcommand)]
         op: TokenOp,

@@ -884,3 +884,192 @@ fn registry_changes_are_made_as_the_principal_and_checked_against_the_artifact()
     assert_eq!(artifact_denial["action"], "transition");
     assert_eq!(artifact_denial["policies"], json!(["restricted-needs-mfa"]));
 }
+
+/// `ledgerctl` with `LEDGER_TOKEN`: (exit code, stdout, stderr).
+fn ledgerctl(token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(binary("ledgerctl"));
+    cmd.args(args).env_remove("LEDGER_TOKEN");
+    if let Some(t) = token {
+        cmd.env("LEDGER_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_check_answers_for_the_caller_without_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SigningKey::from_bytes(&[9; 32]);
+    let (data, admin) = setup(dir.path(), &ci);
+    let cfg = dir.path().join("access.json");
+    let l = Ledger::start(&data, &["--access-config", cfg.to_str().unwrap()]);
+    let publisher = token_over_http(&l, &admin, "paul", "publisher");
+    let approver = token_over_http(&l, &admin, "anna", "approver");
+    let reader = token_over_http(&l, &admin, "rita", "reader");
+    let d = upload_blob(&l, &publisher, b"weights");
+    let r = registry_write(
+        &l,
+        &publisher,
+        "publish",
+        json!({"name": "m", "version": "1", "kind": "model", "digest": d,
+               "meta": {"sensitivity": "restricted"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let size = |l: &Ledger| {
+        let cp = get(&l.url("/artifacts/checkpoint"), Some(&admin)).text();
+        cp.lines().nth(1).unwrap().to_string()
+    };
+    let before = size(&l);
+    let server = l.url("");
+    let server = server.trim_end_matches('/');
+    let publish = |extra: &[&str]| {
+        let mut a = vec![
+            "policy",
+            "check",
+            "--server",
+            server,
+            "--action",
+            "publish",
+            "--name",
+            "ds",
+            "--version",
+            "1",
+            "--kind",
+            "dataset",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |token: &str, args: &[String]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ledgerctl(Some(token), &a)
+    };
+
+    // Governance: refused with the reason, exit 4.
+    let (code, _, err) = run(&publisher, &publish(&["--meta", "license=CC-BY-4.0"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("missing: source"), "{err}");
+    // Complete metadata: allowed, exit 0, naming the permit.
+    let (code, out, err) = run(
+        &publisher,
+        &publish(&["--meta", "license=CC-BY-4.0", "--meta", "source=s3://d"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("allowed") && out.contains("publishers-publish"),
+        "{out}"
+    );
+    // A reader is refused at the route.
+    let (code, _, err) = run(
+        &reader,
+        &publish(&["--meta", "license=x", "--meta", "source=y"]),
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("route") && err.contains("denied"), "{err}");
+    // ABAC: the restricted model needs a second factor to move.
+    let (code, _, err) = ledgerctl(
+        Some(&approver),
+        &[
+            "policy",
+            "check",
+            "--server",
+            server,
+            "--action",
+            "transition",
+            "--name",
+            "m",
+            "--version",
+            "1",
+            "--to",
+            "approved",
+        ],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("restricted-needs-mfa"), "{err}");
+    // A transition the lifecycle does not allow is a problem too.
+    let (code, _, err) = ledgerctl(
+        Some(&approver),
+        &[
+            "policy",
+            "check",
+            "--server",
+            server,
+            "--action",
+            "transition",
+            "--name",
+            "m",
+            "--version",
+            "1",
+            "--to",
+            "retired",
+        ],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("cannot move to retired"), "{err}");
+    // --json carries the decision.
+    let (code, out, _) = ledgerctl(
+        Some(&approver),
+        &[
+            "--json",
+            "policy",
+            "check",
+            "--server",
+            server,
+            "--action",
+            "tombstone",
+            "--name",
+            "m",
+            "--version",
+            "1",
+        ],
+    );
+    assert_eq!(code, 4);
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["error"]["kind"], "policy_denied");
+
+    // Bad input, and a missing credential, are input errors (2).
+    for (args, what) in [
+        (publish(&["--meta", "novalue"]), "KEY=VALUE"),
+        (publish(&["--meta", "a=1", "--meta", "a=2"]), "twice"),
+        (
+            vec![
+                "policy".into(),
+                "check".into(),
+                "--server".into(),
+                server.into(),
+                "--action".into(),
+                "publish".into(),
+                "--name".into(),
+                "../x".into(),
+                "--version".into(),
+                "1".into(),
+                "--kind".into(),
+                "model".into(),
+            ],
+            "--name",
+        ),
+    ] {
+        let (code, _, err) = run(&publisher, &args);
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    let (code, _, err) = ledgerctl(
+        None,
+        &publish(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("401") && err.contains("Bearer credential"),
+        "{err}"
+    );
+    let (code, _, err) = run("two words", &publish(&[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("LEDGER_TOKEN"), "{err}");
+
+    assert_eq!(size(&l), before, "a check writes nothing to the log");
+}

@@ -142,3 +142,47 @@ fn the_readme_trust_walkthrough_runs_as_written() {
         "{proof}"
     );
 }
+
+#[test]
+fn the_readme_access_walkthrough_runs_as_written() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("Access walk-through")
+        .expect("access walk-through");
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("shell block") + 6;
+    let close = rest[open..].find("\n```").expect("closed block");
+    let script =
+        rest[open..open + close].replace("127.0.0.1:8082", &format!("127.0.0.1:{}", free_port()));
+    assert!(script.contains("policy check") && script.contains("--access-config"));
+    let work = tempfile::tempdir().unwrap();
+    let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("HOME", work.path())
+        .env("RUST_LOG", "error")
+        .env_remove("LEDGER_TOKEN")
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "access walk-through failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The refusal named its reason and exit code; the complete request was allowed; the
+    // audit log's checkpoint verified.
+    assert!(stdout.contains("refused with exit code 4"), "{stdout}");
+    assert!(stdout.contains("allowed under policy"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing: source"), "{stderr}");
+    assert!(stdout.contains("localhost/audit"), "{stdout}");
+}

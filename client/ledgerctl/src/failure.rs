@@ -11,6 +11,8 @@ pub enum Kind {
     Input,
     /// 3: the network failed or the server answered with an error or with garbage.
     Server,
+    /// 4: the policy in force would refuse the proposed change (`policy check`).
+    Denied,
 }
 
 impl Kind {
@@ -19,6 +21,7 @@ impl Kind {
             Kind::Verification => 1,
             Kind::Input => 2,
             Kind::Server => 3,
+            Kind::Denied => 4,
         }
     }
 
@@ -27,6 +30,7 @@ impl Kind {
             Kind::Verification => "verification_failed",
             Kind::Input => "input_error",
             Kind::Server => "server_error",
+            Kind::Denied => "policy_denied",
         }
     }
 }
@@ -48,6 +52,12 @@ impl Failure {
     pub fn input(message: impl Into<String>) -> Self {
         Failure {
             kind: Kind::Input,
+            message: message.into(),
+        }
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        Failure {
+            kind: Kind::Denied,
             message: message.into(),
         }
     }

@@ -33,9 +33,34 @@ struct OciErrorBody {
     errors: Vec<ErrorDetail>,
 }
 
+/// The bearer credential every request carries (`--token-file` or `LEDGER_TOKEN`), set once
+/// at start.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the credential for all later requests (RFC 6750 §2.1). The first call wins.
+pub fn set_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
+/// Adds `Authorization: Bearer` when a credential is set. ureq drops it on redirects
+/// (`redirect_auth_headers` defaults to never), so it never leaves the server it was for.
+fn bearer(
+    mut req: ureq::http::Request<ureq::SendBody>,
+    next: ureq::middleware::MiddlewareNext,
+) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    if let Some(t) = TOKEN.get() {
+        if let Ok(v) = ureq::http::HeaderValue::from_str(&format!("Bearer {t}")) {
+            req.headers_mut()
+                .insert(ureq::http::header::AUTHORIZATION, v);
+        }
+    }
+    next.handle(req)
+}
+
 /// An agent for JSON exchanges: every request, body included, must finish within `timeout`.
 pub fn agent(timeout: Duration) -> Agent {
     Agent::config_builder()
+        .middleware(bearer)
         // Error statuses are answers too: read their JSON message instead of failing.
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
@@ -50,6 +75,7 @@ pub fn agent(timeout: Duration) -> Agent {
 /// connection is still noticed.
 pub fn transfer_agent(timeout: Duration) -> Agent {
     Agent::config_builder()
+        .middleware(bearer)
         .http_status_as_error(false)
         .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
         .timeout_per_read(Some(timeout))

@@ -9,6 +9,7 @@
 mod attest;
 mod failure;
 mod http;
+mod policy;
 mod registry;
 
 use std::io::{Read, Write};
@@ -45,7 +46,8 @@ const MAX_BATCH_ENTRIES: usize = 65_536;
     about = "Submit to a ledger log and verify its checkpoints and proofs; push, pull and \
              manage registry artifacts",
     after_help = "Exit codes: 0 success, 1 verification failed, 2 usage or input error, \
-                  3 network or server error. Errors are explained on stderr."
+                  3 network or server error, 4 refused by the ledger's policy (policy check). \
+                  Errors are explained on stderr."
 )]
 struct Cli {
     /// Print a JSON object on stdout instead of human-readable text.
@@ -55,6 +57,11 @@ struct Cli {
     /// Timeout for each HTTP exchange, in seconds.
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
+
+    /// File holding the bearer credential (API token, session or identity token) for a
+    /// ledger with access control; else the LEDGER_TOKEN environment variable is used.
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -86,6 +93,9 @@ enum Command {
     Promote(registry::PromoteArgs),
     /// Point an alias at a version, or remove it.
     Alias(registry::AliasArgs),
+    /// Ask the ledger whether the policy in force would allow a change, without making it.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[derive(Args)]
@@ -232,13 +242,16 @@ fn main() -> ExitCode {
 }
 
 /// What a successful command reports.
-struct Output {
-    human: String,
-    json: Value,
+pub(crate) struct Output {
+    pub(crate) human: String,
+    pub(crate) json: Value,
 }
 
 fn run(cli: Cli) -> Result<Output> {
     let timeout = Duration::from_secs(cli.timeout.max(1));
+    if let Some(token) = load_token(cli.token_file.as_deref())? {
+        http::set_token(token);
+    }
     match cli.command {
         Command::Submit(a) => submit(a, timeout),
         Command::Checkpoint(a) => checkpoint(a, timeout),
@@ -252,7 +265,31 @@ fn run(cli: Cli) -> Result<Output> {
         Command::Lineage(a) => registry::lineage(a, timeout),
         Command::Promote(a) => registry::promote(a, timeout),
         Command::Alias(a) => registry::alias(a, timeout),
+        Command::Policy(policy::PolicyCommand::Check(a)) => policy::check(a, timeout),
     }
+}
+
+/// The bearer credential from `--token-file` or `LEDGER_TOKEN`, checked to be one line of
+/// printable ASCII (RFC 6750 §2.1 b64token characters are a subset).
+fn load_token(file: Option<&Path>) -> Result<Option<String>> {
+    let (raw, what) = match file {
+        Some(p) => (
+            String::from_utf8(read_input(&p.to_string_lossy(), 16 * 1024, "token file")?)
+                .map_err(|_| Failure::input(format!("token file {} is not UTF-8", p.display())))?,
+            format!("token file {}", p.display()),
+        ),
+        None => match std::env::var("LEDGER_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => (t, "LEDGER_TOKEN".to_string()),
+            _ => return Ok(None),
+        },
+    };
+    let token = raw.trim();
+    if token.is_empty() || token.len() > 16 * 1024 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Failure::input(format!(
+            "{what} must hold one credential: printable ASCII without spaces, at most 16 KiB"
+        )));
+    }
+    Ok(Some(token.to_string()))
 }
 
 // ---------------------------------------------------------------- input helpers

@@ -71,7 +71,7 @@ const STATE_SUFFIX: &str = ".ledger-upload";
 pub struct ServerArg {
     /// Ledger base URL, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL")]
-    server: String,
+    pub server: String,
 }
 
 #[derive(Args)]
@@ -226,11 +226,11 @@ pub struct AliasArgs {
     check: CheckArgs,
 }
 
-fn parse_kind(s: &str) -> std::result::Result<Kind, String> {
+pub(crate) fn parse_kind(s: &str) -> std::result::Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| "expected model, dataset or other".to_string())
 }
 
-fn parse_stage(s: &str) -> std::result::Result<Stage, String> {
+pub(crate) fn parse_stage(s: &str) -> std::result::Result<Stage, String> {
     Stage::parse(s).ok_or_else(|| {
         let all: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
         format!("expected one of {}", all.join(", "))
@@ -344,7 +344,7 @@ fn warn(msg: &str) {
 // ---------------------------------------------------------------- HTTP
 
 /// The ledger's registry and blob endpoints.
-struct Server {
+pub(crate) struct Server {
     /// `--server` without a trailing slash.
     base: String,
     /// `scheme://authority`, against which absolute-path `Location`s resolve.
@@ -416,7 +416,7 @@ fn upload_offset(resp: &Response<Body>) -> Option<u64> {
 }
 
 impl Server {
-    fn new(url: &str, timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self> {
         let scheme_end = if url.starts_with("http://") {
             7
         } else if url.starts_with("https://") {
@@ -512,7 +512,7 @@ impl Server {
         self.read_json(&url, resp)
     }
 
-    fn post_json<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+    pub(crate) fn post_json<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
         let url = self.url(path);
         let bytes = body.to_string();
         let mut resp = self

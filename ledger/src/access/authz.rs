@@ -35,6 +35,25 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the schema's order.
+    pub const ALL: [Action; 10] = [
+        Action::Read,
+        Action::Append,
+        Action::Upload,
+        Action::Download,
+        Action::Publish,
+        Action::Annotate,
+        Action::Transition,
+        Action::Alias,
+        Action::Tombstone,
+        Action::Admin,
+    ];
+
+    /// The action named `name` in policies (`Ledger::Action::"<name>"`).
+    pub fn from_name(name: &str) -> Option<Action> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Action::Read => "read",

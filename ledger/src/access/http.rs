@@ -113,6 +113,24 @@ pub enum ArtifactRefusal {
 }
 
 impl Authorized {
+    /// What the policy in force would decide, without recording anything (dry runs:
+    /// `POST /registry/v1/check`, whose own request is recorded by the guard).
+    pub fn would_allow(&self, action: Action, resource: &Resource) -> anyhow::Result<Verdict> {
+        let ctx = RequestContext {
+            now: now() as i64,
+            source_ip: self.peer.ip().to_string(),
+        };
+        self.guard
+            .access
+            .policy()
+            .authorize(&self.principal, action, resource, &ctx)
+    }
+
+    /// Digest of the policy set in force.
+    pub fn policy_digest(&self) -> String {
+        self.guard.access.policy().digest().to_string()
+    }
+
     /// The governance rules in force.
     pub fn governance(&self) -> &super::governance::GovernanceConfig {
         self.guard.access.governance()
@@ -355,7 +373,11 @@ pub async fn guard(
         };
     }
     // Who-am-I and sessions only need a valid credential: they are about the caller.
-    let self_service = matches!(path.as_str(), "/access/v1/whoami" | "/access/v1/session");
+    // So does a dry run of a registry write: it evaluates the caller's own rights.
+    let self_service = matches!(
+        path.as_str(),
+        "/access/v1/whoami" | "/access/v1/session" | "/registry/v1/check"
+    );
     let (action, resource) = classify(req.method(), &path, &g.logs);
     let verdict = if self_service {
         Ok(Verdict {

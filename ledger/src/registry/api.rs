@@ -44,6 +44,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(r: Shared) -> Router<S> {
         .route("/registry/v1/lineage", post(lineage))
         .route("/registry/v1/attestation", post(attestation))
         .route("/registry/v1/tombstone", post(tombstone))
+        .route("/registry/v1/check", post(check_write))
         .route("/registry/v1/versions", get(versions))
         .route("/registry/v1/version", get(version))
         .route("/registry/v1/aliases", get(aliases))
@@ -746,6 +747,180 @@ async fn tombstone(
         }
     }
     written(&r, w)
+}
+
+/// `POST /registry/v1/check`: would this write be allowed, for the caller, now? Nothing is
+/// written; for pre-commit hooks and CI gates (`ledgerctl policy check`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckReq {
+    /// `publish`, `annotate`, `transition`, `alias` or `tombstone`.
+    action: String,
+    name: String,
+    version: String,
+    /// For `publish`: the kind and metadata of the proposed version.
+    kind: Option<Kind>,
+    meta: Option<Metadata>,
+    /// For `transition`: the stage to move to.
+    to: Option<Stage>,
+}
+
+#[derive(Serialize)]
+struct CheckStep {
+    check: &'static str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    policies: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+async fn check_write(
+    State(r): State<Shared>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    let q: CheckReq = body(&headers, &raw)?;
+    let action = match Action::from_name(&q.action) {
+        Some(
+            a @ (Action::Publish
+            | Action::Annotate
+            | Action::Transition
+            | Action::Alias
+            | Action::Tombstone),
+        ) => a,
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "action must be publish, annotate, transition, alias or tombstone, not {:?}",
+                q.action
+            )))
+        }
+    };
+    version_subject(&q.name, &q.version)?;
+    if action == Action::Publish && q.kind.is_none() {
+        return Err(ApiError::invalid("a publish check needs the kind"));
+    }
+    if action == Action::Transition && q.to.is_none() {
+        return Err(ApiError::invalid("a transition check needs to (the stage)"));
+    }
+    let Some(a) = &caller.0 else {
+        return Ok(Json(serde_json::json!({
+            "allowed": true,
+            "access_control": false,
+            "checks": [],
+        }))
+        .into_response());
+    };
+    let mut steps = vec![];
+    let mut step = |check: &'static str,
+                    resource: Option<String>,
+                    verdict: anyhow::Result<crate::access::authz::Verdict>| {
+        let s = match verdict {
+            Ok(v) => CheckStep {
+                check,
+                allowed: v.allowed,
+                resource,
+                policies: v.policies,
+                reason: None,
+            },
+            Err(e) => CheckStep {
+                check,
+                allowed: false,
+                resource,
+                policies: vec![],
+                reason: Some(format!("the policy could not be evaluated: {e:#}")),
+            },
+        };
+        steps.push(s);
+    };
+    let route = crate::access::authz::Resource::Registry;
+    step(
+        "route",
+        Some(route.describe()),
+        a.would_allow(action, &route),
+    );
+    let existing = r
+        .catalog
+        .version(&q.name, &q.version)
+        .map_err(RegistryError::from)?;
+    let mut problems: Vec<String> = vec![];
+    let attrs = match (action, &existing) {
+        (Action::Publish, Some(v)) => {
+            problems.push(format!(
+                "{}@{} is already published (entry {}) and bound to {}",
+                q.name, q.version, v.published.index, v.digest
+            ));
+            None
+        }
+        (Action::Publish, None) => {
+            let kind = q.kind.unwrap_or(Kind::Other);
+            if let Err(e) = a.governance().check_metadata(kind, q.meta.as_ref()) {
+                problems.push(e);
+            }
+            Some(ArtifactAttrs {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                kind: kind.as_str().to_string(),
+                stage: Stage::Draft.as_str().to_string(),
+                sensitivity: sensitivity(q.meta.as_ref()),
+                publisher: a.principal.id.clone(),
+                target_stage: String::new(),
+            })
+        }
+        (_, None) => {
+            problems.push(format!("{}@{} is not published", q.name, q.version));
+            None
+        }
+        (_, Some(v)) => {
+            if let Some(t) = &v.tombstone {
+                problems.push(format!(
+                    "{}@{} was tombstoned by entry {}",
+                    q.name, q.version, t.at.index
+                ));
+            }
+            if let Some(to) = q.to.filter(|_| action == Action::Transition) {
+                if !v.stage.can_transition_to(to) {
+                    problems.push(format!(
+                        "{}@{} is {}; it cannot move to {to}",
+                        q.name, q.version, v.stage
+                    ));
+                }
+            }
+            if let (Action::Annotate, Some(meta)) = (action, &q.meta) {
+                if let Err(e) = a.governance().check_metadata(v.kind, Some(meta)) {
+                    problems.push(e);
+                }
+            }
+            let target = if action == Action::Transition {
+                q.to
+            } else {
+                None
+            };
+            Some(artifact_attrs(&r, v, target)?)
+        }
+    };
+    if let Some(attrs) = attrs {
+        let res = crate::access::authz::Resource::Artifact(attrs);
+        step(
+            "artifact",
+            Some(res.describe()),
+            a.would_allow(action, &res),
+        );
+    }
+    let allowed = problems.is_empty() && steps.iter().all(|s| s.allowed);
+    Ok(Json(serde_json::json!({
+        "allowed": allowed,
+        "access_control": true,
+        "principal": a.principal.id,
+        "action": action.name(),
+        "policy_digest": a.policy_digest(),
+        "checks": steps,
+        "problems": problems,
+    }))
+    .into_response())
 }
 
 // ---- reads ----
