@@ -2,6 +2,7 @@
 //! from it.
 
 use super::authz::PolicyEngine;
+use super::mtls::MtlsConfig;
 use super::oidc::{IssuerConfig, Oidc};
 use super::principal::Principal;
 use super::session::SessionKeys;
@@ -28,6 +29,9 @@ pub struct AccessConfig {
     /// Trusted OIDC issuers.
     #[serde(default)]
     pub oidc: Vec<IssuerConfig>,
+    /// Roles of client certificates (mutual TLS, `--tls-client-ca`), by certificate name.
+    #[serde(default)]
+    pub mtls: MtlsConfig,
 }
 
 fn default_ttl() -> u64 {
@@ -88,6 +92,7 @@ impl Access {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let policy = load_policy(&config, &base)?;
+        config.mtls.check()?;
         let oidc = Oidc::load(&config.oidc, &base)?;
         let sessions = SessionKeys::load_or_generate(key_dir, config.session_ttl_seconds)?;
         Ok(Self {
@@ -111,6 +116,12 @@ impl Access {
         let engine = Arc::new(load_policy(&self.config, &self.base)?);
         *self.policy.write() = engine.clone();
         Ok(engine)
+    }
+
+    /// The principal a client certificate names; rustls verified its chain during the
+    /// handshake.
+    pub fn authenticate_certificate(&self, der: &[u8]) -> Result<Principal, String> {
+        self.config.mtls.authenticate(der)
     }
 
     /// The principal a bearer credential proves, or why it proves nothing.
