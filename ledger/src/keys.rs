@@ -48,7 +48,8 @@ pub fn read_private(path: &Path, what: &str) -> Result<String> {
             mode & 0o777
         );
     }
-    Ok(fs::read_to_string(path)?)
+    // Key files are text (PEM, note keys); a binary file is named, not just "invalid UTF-8".
+    fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
 /// Writes a new key pair named `origin`. The private key file is created with mode 0600 and

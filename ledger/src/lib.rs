@@ -20,5 +20,6 @@ pub mod sequencer;
 pub mod server;
 pub mod signer;
 pub mod store;
+pub mod tls;
 pub mod tree;
 pub mod tsa;

@@ -232,13 +232,37 @@ struct ServeArgs {
     #[arg(long = "hsm-key", requires = "hsm_module")]
     hsm_keys: Vec<String>,
     /// Turn on access control with this configuration (JSON; specs/access.md): every
-    /// route but /healthz and /readyz then needs a Bearer credential and a Cedar permit.
+    /// route but /healthz and /readyz then needs a credential (a Bearer credential, or a
+    /// client certificate with --tls-client-ca) and a Cedar permit.
     #[arg(long)]
     access_config: Option<PathBuf>,
     /// With access control: the log every access decision is appended to, as `name` or
     /// `name=origin`. It has its own key and checkpoints and only the ledger writes it.
     #[arg(long, default_value = "audit", requires = "access_config")]
     audit_log: String,
+    /// Serve HTTPS (TLS 1.2 and 1.3, rustls) instead of plain HTTP, with this PEM
+    /// certificate chain: the server's certificate first, then its intermediates. Needs
+    /// --tls-key. HTTP/2 and HTTP/1.1 are offered by ALPN; a handshake must finish within
+    /// 10 seconds.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, SEC1 or PKCS#1). Refused if group or
+    /// others may read it (chmod 600).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: ask clients for a certificate and verify it against these PEM root
+    /// certificates; one that does not verify fails the handshake. With --access-config a
+    /// verified certificate authenticates a request that has no Bearer credential (a
+    /// Bearer credential takes precedence): the principal is the subject's CommonName, or
+    /// without one the first DNS or URI subjectAltName, and its roles come from the
+    /// configuration's "mtls" section (specs/access.md). Without --access-config the
+    /// certificate only gates the connection.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: refuse connections that present no client certificate (by
+    /// default they may connect and authenticate with a Bearer credential).
+    #[arg(long, requires = "tls_client_ca")]
+    tls_require_client_cert: bool,
 }
 
 fn main() -> Result<()> {
@@ -398,6 +422,16 @@ fn serve(a: ServeArgs) -> Result<()> {
         hsm,
         access_config: a.access_config,
         audit_log,
+        tls: match (a.tls_cert, a.tls_key) {
+            (Some(cert), Some(key)) => Some(ledger::tls::TlsSettings {
+                cert,
+                key,
+                client_ca: a.tls_client_ca,
+                require_client_cert: a.tls_require_client_cert,
+            }),
+            // clap's `requires` makes each of the pair need the other.
+            _ => None,
+        },
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

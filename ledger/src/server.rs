@@ -1,4 +1,4 @@
-//! Process wiring: open storage, recover every log, start sequencers, serve HTTP.
+//! Process wiring: open storage, recover every log, start sequencers, serve HTTP or HTTPS.
 
 use crate::attest::record::AttestStore;
 use crate::attest::timestamps::TsaSource;
@@ -16,6 +16,7 @@ use crate::registry::uploads::Uploads;
 use crate::sequencer::{self, PoolConfig};
 use crate::signer::CheckpointSigner;
 use crate::store::rocks::RocksDb;
+use crate::tls::{Peer, TlsListener};
 use crate::tsa::Authority;
 use anyhow::{bail, Context, Result};
 use ledger_client::policy::Policy;
@@ -78,6 +79,8 @@ pub struct ServerConfig {
     /// The access audit log's name (one of `logs`), set with `access_config`. Only the
     /// ledger appends to it.
     pub audit_log: Option<String>,
+    /// HTTPS (and optionally mutual TLS); plain HTTP without it.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// A PKCS#11 token and the key each of some logs signs with.
@@ -412,6 +415,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
                 access: Arc::new(access),
                 audit,
                 reloading: tokio::sync::Mutex::new(()),
+                client_certs: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
                 logs: config
                     .logs
                     .iter()
@@ -455,31 +459,58 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
 }
 
 pub async fn serve(config: ServerConfig) -> Result<()> {
+    // TLS files first: a bad certificate or key is named before anything is opened.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
     let server = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for (name, origin, vkey, size) in &server.banner {
         println!("log {name}: origin {origin}, {size} entries");
         println!("  vkey {vkey}");
-        println!("  prefix http://{addr}/{name}");
+        println!("  prefix {scheme}://{addr}/{name}");
     }
     for line in &server.attest_banner {
         println!("{line}");
     }
+    if let Some(t) = &config.tls {
+        println!(
+            "TLS: certificate {}{}",
+            t.cert.display(),
+            match (&t.client_ca, t.require_client_cert) {
+                (Some(ca), true) => format!(", client certificates required ({})", ca.display()),
+                (Some(ca), false) => format!(", client certificates accepted ({})", ca.display()),
+                (None, _) => String::new(),
+            }
+        );
+    }
     // Tests and scripts wait for this exact line.
-    println!("ledger listening on http://{addr}");
+    println!("ledger listening on {scheme}://{addr}");
     let app = http::router(server.state.clone());
-    // The peer address feeds the access layer's context (source_ip).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    };
+    // `Peer` (the address, and the verified client certificate if any) feeds the access
+    // layer: source_ip, audit records, mTLS principals.
+    match tls {
+        None => {
+            axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls, crate::tls::HANDSHAKE_TIMEOUT)?;
+            axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     // Let each sequencer finish the batch it holds; its answers are already durable.
     for h in server.state.logs.values() {
         h.pool.shutdown();

@@ -32,7 +32,8 @@ pub fn binary(name: &str) -> PathBuf {
 
 pub struct Ledger {
     pub child: Child,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when started with `--tls-cert`:
+    /// the scheme is the one the ledger announced.
     pub base: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
@@ -86,6 +87,11 @@ impl Ledger {
             } else if let Some(v) = line.trim().strip_prefix("vkey ") {
                 vkeys.push((current.clone(), v.to_string()));
             } else if let Some(url) = line.strip_prefix("ledger listening on ") {
+                // `http://ADDR`, or `https://ADDR` with TLS.
+                assert!(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    "unexpected listening line: {line}"
+                );
                 break url.to_string();
             }
         };
@@ -111,6 +117,18 @@ impl Ledger {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        self.base.split_once("://").map_or("", |(s, _)| s)
+    }
+
+    /// The listening socket address (`127.0.0.1:PORT`), for raw TCP clients.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let rest = self.base.split_once("://").map_or("", |(_, r)| r);
+        rest.parse()
+            .expect("the ledger listens on a socket address")
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or power cut of the process.

@@ -247,6 +247,7 @@ impl PolicyEngine {
             AuthMethod::ApiToken { .. } => "api_token",
             AuthMethod::Session => "session",
             AuthMethod::Oidc { .. } => "oidc",
+            AuthMethod::ClientCertificate { .. } => "mtls",
         };
         let user = Entity::new_with_tags(
             principal_uid.clone(),
@@ -505,6 +506,34 @@ mod tests {
             assert!(e.contains(want), "{bad}: {e}");
         }
         assert!(PolicyEngine::new("namespace {", DEFAULT_POLICIES).is_err());
+    }
+
+    #[test]
+    fn client_certificates_are_the_mtls_method() {
+        // A policy can demand that appends come over mutual TLS, whatever the roles.
+        let policies = r#"
+            @id("appends-over-mtls")
+            permit (principal in Ledger::Role::"publisher", action == Ledger::Action::"append", resource)
+            when { principal.method == "mtls" };
+        "#;
+        let e = PolicyEngine::new(DEFAULT_SCHEMA, policies).unwrap();
+        let log = Resource::Log {
+            name: "artifacts".into(),
+            origin: "localhost/artifacts".into(),
+        };
+        let mut p = user(&["publisher"], false);
+        assert!(
+            !e.authorize(&p, Action::Append, &log, &ctx())
+                .unwrap()
+                .allowed,
+            "a session is not mtls"
+        );
+        p.method = AuthMethod::ClientCertificate {
+            fingerprint: "00".repeat(32),
+        };
+        let v = e.authorize(&p, Action::Append, &log, &ctx()).unwrap();
+        assert!(v.allowed);
+        assert_eq!(v.policies, vec!["appends-over-mtls".to_string()]);
     }
 
     #[test]

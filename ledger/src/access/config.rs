@@ -4,6 +4,7 @@
 use super::authz::PolicyEngine;
 use super::governance::GovernanceConfig;
 use super::limits::{LimitsConfig, RateLimiter};
+use super::mtls::MtlsConfig;
 use super::oidc::{IssuerConfig, Oidc};
 use super::principal::Principal;
 use super::session::SessionKeys;
@@ -36,6 +37,9 @@ pub struct AccessConfig {
     /// Rules on what changes must carry (specs/access.md, "Governance").
     #[serde(default)]
     pub governance: GovernanceConfig,
+    /// Roles of client certificates (mutual TLS, `--tls-client-ca`), by certificate name.
+    #[serde(default)]
+    pub mtls: MtlsConfig,
 }
 
 fn default_ttl() -> u64 {
@@ -108,6 +112,7 @@ impl Access {
             .check()
             .map_err(|e| anyhow::anyhow!("access configuration {}: {e}", path.display()))?;
         let policy = load_policy(&config, &base)?;
+        config.mtls.check()?;
         let oidc = Oidc::load(&config.oidc, &base)?;
         let sessions = SessionKeys::load_or_generate(key_dir, config.session_ttl_seconds)?;
         Ok(Self {
@@ -144,6 +149,12 @@ impl Access {
         let engine = Arc::new(load_policy(&self.config, &self.base)?);
         *self.policy.write() = engine.clone();
         Ok(engine)
+    }
+
+    /// The principal a client certificate names; rustls verified its chain during the
+    /// handshake.
+    pub fn authenticate_certificate(&self, der: &[u8]) -> Result<Principal, String> {
+        self.config.mtls.authenticate(der)
     }
 
     /// The principal a bearer credential proves, or why it proves nothing.

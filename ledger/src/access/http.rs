@@ -1,5 +1,6 @@
 //! The access layer in front of every route (specs/access.md): authenticate the bearer
-//! credential (401 without a valid one), map the route to a Cedar action and resource,
+//! credential, or else the verified client certificate of the connection (401 without a
+//! valid one), map the route to a Cedar action and resource,
 //! authorize (403 when denied), and hand the principal to the handler. Both refusals are
 //! decided before the route looks anything up, so neither says whether the thing exists.
 //!
@@ -12,6 +13,7 @@ use super::principal::{AuthMethod, Principal};
 use super::tokens::now;
 use crate::api_error::ApiError;
 use crate::log::LogError;
+use crate::tls::Peer;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -32,6 +34,9 @@ pub struct Guard {
     pub audit: Arc<AuditLog>,
     /// Serializes policy reloads (see `reload`).
     pub reloading: tokio::sync::Mutex<()>,
+    /// Whether connections can carry verified client certificates (`--tls-client-ca`);
+    /// only for what a 401 tells the client it could have presented.
+    pub client_certs: bool,
 }
 
 /// What one request was decided, for its audit record.
@@ -294,10 +299,11 @@ fn bearer(req: &Request) -> Result<Option<&str>, &'static str> {
 /// The middleware: authenticate, authorize, record the decision, pass the principal on.
 pub async fn guard(
     State(g): State<Arc<Guard>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(conn): ConnectInfo<Peer>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let peer = conn.addr;
     let path = req.uri().path().to_string();
     if public(&path) {
         return next.run(req).await;
@@ -342,18 +348,31 @@ pub async fn guard(
             Err(busy) => busy,
         }
     };
-    let principal =
-        match bearer(&req) {
-            Ok(Some(cred)) => match g.access.authenticate(cred) {
+    // A Bearer credential, when present, decides alone: a request that names a principal
+    // explicitly is about that principal, whatever certificate its connection carries (a
+    // CI runner's certificate must not silently stand in for a token that failed). Only
+    // without one does the connection's verified client certificate authenticate.
+    let principal = match bearer(&req) {
+        Ok(Some(cred)) => match g.access.authenticate(cred) {
+            Ok(p) => p,
+            Err(e) => return refuse_unauthenticated(&req, &e),
+        },
+        Ok(None) => match &conn.client_cert {
+            Some(der) => match g.access.authenticate_certificate(der) {
                 Ok(p) => p,
                 Err(e) => return refuse_unauthenticated(&req, &e),
             },
-            Ok(None) => return refuse_unauthenticated(
+            None if g.client_certs => return refuse_unauthenticated(
+                &req,
+                "this endpoint needs a Bearer credential (API token, session or identity token) or a client certificate",
+            ),
+            None => return refuse_unauthenticated(
                 &req,
                 "this endpoint needs a Bearer credential (API token, session or identity token)",
             ),
-            Err(e) => return refuse_unauthenticated(&req, e),
-        };
+        },
+        Err(e) => return refuse_unauthenticated(&req, e),
+    };
     if let Err(wait) = g
         .access
         .principal_limits

@@ -1,5 +1,5 @@
 //! Access control (specs/access.md): who is asking (authentication: API tokens, sessions
-//! the ledger mints, OIDC identity tokens) and whether they may (authorization: Cedar
+//! the ledger mints, OIDC identity tokens, client certificates) and whether they may (authorization: Cedar
 //! policies, deny by default).
 
 pub mod audit;
@@ -8,6 +8,7 @@ pub mod config;
 pub mod governance;
 pub mod http;
 pub mod limits;
+pub mod mtls;
 pub mod oidc;
 pub mod principal;
 pub mod session;

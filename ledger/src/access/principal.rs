@@ -13,12 +13,17 @@ pub enum AuthMethod {
     Session,
     /// An OIDC identity token from a configured issuer (e.g. a CI workload identity).
     Oidc { issuer: String },
+    /// A client certificate verified during the TLS handshake (`--tls-client-ca`);
+    /// `fingerprint` is the hex SHA-256 of its DER. Named `mtls` like its Cedar `method`.
+    #[serde(rename = "mtls")]
+    ClientCertificate { fingerprint: String },
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
-    /// Stable identifier: the token's principal name, or `<issuer>#<subject>` for OIDC.
+    /// Stable identifier: the token's principal name, `<issuer>#<subject>` for OIDC, or the
+    /// certificate's name (see `mtls`) for a client certificate.
     pub id: String,
     pub method: AuthMethod,
     pub roles: BTreeSet<String>,
