@@ -470,9 +470,13 @@ fn an_invalid_policy_is_refused_at_start_and_on_reload_the_old_one_stays() {
     );
 }
 
-/// The access audit log's records, read as any auditor would: its checkpoint (verified
-/// with the audit log's own key) and its entry bundle over the tlog-tiles read path.
-fn audit_records(l: &Ledger, token: &str) -> Vec<serde_json::Value> {
+/// The access audit log as any auditor reads it: its checkpoint (verified with the audit
+/// log's own key) and its entries over the tlog-tiles read path, checked to be exactly the
+/// tree the checkpoint signs.
+fn audit_raw(
+    l: &Ledger,
+    token: &str,
+) -> (ledger_client::checkpoint::VerifiedCheckpoint, Vec<Vec<u8>>) {
     let cp = get(&l.url("/audit/checkpoint"), Some(token));
     assert_eq!(cp.status, 200, "{}", cp.text());
     let verified =
@@ -488,8 +492,11 @@ fn audit_records(l: &Ledger, token: &str) -> Vec<serde_json::Value> {
         Some(token),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let entries = ledger_client::tiles::decode_bundle(&r.body).unwrap();
-    // Every entry is in the tree the checkpoint signs.
+    let entries: Vec<Vec<u8>> = ledger_client::tiles::decode_bundle(&r.body)
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
     let leaves: Vec<_> = entries
         .iter()
         .map(|e| ledger_client::merkle::leaf_hash(e))
@@ -499,7 +506,13 @@ fn audit_records(l: &Ledger, token: &str) -> Vec<serde_json::Value> {
         verified.root,
         "the audit records are exactly the signed tree"
     );
-    entries
+    (verified, entries)
+}
+
+/// The audit log's records, decoded.
+fn audit_records(l: &Ledger, token: &str) -> Vec<serde_json::Value> {
+    audit_raw(l, token)
+        .1
         .iter()
         .map(|e| serde_json::from_slice(e).expect("records are JSON"))
         .collect()
@@ -1072,4 +1085,170 @@ fn policy_check_answers_for_the_caller_without_writing_anything() {
     assert!(err.contains("LEDGER_TOKEN"), "{err}");
 
     assert_eq!(size(&l), before, "a check writes nothing to the log");
+}
+
+/// Every protected route × every shipped role: allowed exactly where the shipped policies
+/// say (specs/access.md), 403 elsewhere; then every decision of the run is found in the
+/// audit log, each with an inclusion proof that verifies against the signed audit
+/// checkpoint.
+#[test]
+fn the_authorization_matrix_of_the_shipped_policies_holds_route_by_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SigningKey::from_bytes(&[9; 32]);
+    let (data, admin) = setup(dir.path(), &ci);
+    let cfg = dir.path().join("access.json");
+    let l = Ledger::start(&data, &["--access-config", cfg.to_str().unwrap()]);
+    // (method, path, body content type, action)
+    let routes: &[(&str, &str, &str, &str)] = &[
+        ("GET", "/artifacts/checkpoint", "text/plain", "read"),
+        (
+            "GET",
+            "/artifacts/tile/entries/000.p/1",
+            "text/plain",
+            "read",
+        ),
+        (
+            "GET",
+            "/artifacts/proof/consistency?from=0",
+            "text/plain",
+            "read",
+        ),
+        ("GET", "/audit/checkpoint", "text/plain", "read"),
+        ("GET", "/logs", "text/plain", "read"),
+        (
+            "POST",
+            "/artifacts/add",
+            "application/octet-stream",
+            "append",
+        ),
+        ("GET", "/v2/", "text/plain", "download"),
+        (
+            "POST",
+            "/v2/models/x/blobs/uploads/",
+            "application/octet-stream",
+            "upload",
+        ),
+        ("GET", "/registry/v1/versions?name=m", "text/plain", "read"),
+        (
+            "POST",
+            "/registry/v1/publish",
+            "application/json",
+            "publish",
+        ),
+        (
+            "POST",
+            "/registry/v1/metadata",
+            "application/json",
+            "annotate",
+        ),
+        (
+            "POST",
+            "/registry/v1/lifecycle",
+            "application/json",
+            "transition",
+        ),
+        ("POST", "/registry/v1/alias", "application/json", "alias"),
+        (
+            "POST",
+            "/registry/v1/tombstone",
+            "application/json",
+            "tombstone",
+        ),
+        ("GET", "/metrics", "text/plain", "admin"),
+        ("GET", "/access/v1/tokens", "text/plain", "admin"),
+    ];
+    let allowed = |role: &str, action: &str| -> bool {
+        match role {
+            "reader" | "auditor" => matches!(action, "read" | "download"),
+            "publisher" => matches!(
+                action,
+                "read" | "download" | "upload" | "publish" | "annotate" | "append"
+            ),
+            "approver" => matches!(action, "read" | "transition" | "alias"),
+            // Tombstones need a second factor, which an API token is not.
+            "admin" => action != "tombstone",
+            _ => false,
+        }
+    };
+    let mut made = vec![];
+    for role in ["reader", "auditor", "publisher", "approver", "admin"] {
+        let token = token_over_http(&l, &admin, &format!("{role}-1"), role);
+        for (method, path, ct, action) in routes {
+            let body: &[u8] = match *ct {
+                "application/json" => b"{}",
+                "application/octet-stream" if path.ends_with("/add") => b"matrix entry",
+                _ => b"",
+            };
+            let r = call(method, &l.url(path), Some(&token), body, ct);
+            let expect = allowed(role, action);
+            if expect {
+                assert!(
+                    r.status != 401 && r.status != 403,
+                    "{role} {method} {path}: expected allowed, got {} {}",
+                    r.status,
+                    r.text()
+                );
+            } else {
+                assert_eq!(r.status, 403, "{role} {method} {path}: {}", r.text());
+            }
+            made.push((
+                format!("{role}-1"),
+                *method,
+                path.split('?').next().unwrap().to_string(),
+                expect,
+            ));
+        }
+    }
+
+    // The audit log: every decision above, each proven included in the signed tree.
+    assert_eq!(add(&l, Some(&admin), b"flush").status, 200);
+    let (verified, raw) = audit_raw(&l, &admin);
+    let records: Vec<serde_json::Value> = raw
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect();
+    for (principal, method, path, expect) in &made {
+        let (index, rec) = records
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                r["principal"] == principal.as_str()
+                    && r["method"] == *method
+                    && r["path"] == path.as_str()
+                    && r["resource"] != serde_json::Value::Null
+                    && !r["resource"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("Ledger::Artifact")
+            })
+            .unwrap_or_else(|| panic!("no audit record of {principal} {method} {path}"));
+        assert_eq!(
+            rec["decision"],
+            if *expect { "allow" } else { "deny" },
+            "{principal} {method} {path}: {rec}"
+        );
+        let p = get(
+            &l.url(&format!(
+                "/audit/proof/inclusion?index={index}&tree_size={}",
+                verified.size
+            )),
+            Some(&admin),
+        );
+        assert_eq!(p.status, 200, "{}", p.text());
+        let proof: Vec<_> = p.json()["inclusion_proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| ledger_client::merkle::hash_from_base64(h.as_str().unwrap()).unwrap())
+            .collect();
+        let leaf = ledger_client::merkle::leaf_hash(&raw[index]);
+        ledger_client::merkle::verify_inclusion(
+            &leaf,
+            index as u64,
+            verified.size,
+            &proof,
+            &verified.root,
+        )
+        .unwrap_or_else(|e| panic!("record {index} ({principal} {method} {path}): {e:?}"));
+    }
 }

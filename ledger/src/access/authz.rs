@@ -546,4 +546,43 @@ mod tests {
             .unwrap();
         assert!(!v.allowed);
     }
+
+    #[test]
+    fn time_windows_hold_to_the_second_and_hours_and_weekdays_are_utc() {
+        // Reads allowed from 2026-11-26T09:00:00Z (a Thursday) for exactly one hour, and
+        // on weekdays between 08:00 and 18:00 UTC.
+        let start: i64 = 1_795_683_600;
+        let policies = format!(
+            r#"@id("window") permit (principal, action == Ledger::Action::"read", resource)
+               when {{ context.now >= {start} && context.now < {end} }};
+               @id("office-hours") permit (principal, action == Ledger::Action::"download", resource)
+               when {{ context.weekday <= 5 && context.hour_utc >= 8 && context.hour_utc < 18 }};"#,
+            end = start + 3600
+        );
+        let e = PolicyEngine::new(DEFAULT_SCHEMA, &policies).unwrap();
+        let at = |now: i64, action: Action| {
+            let ctx = RequestContext {
+                now,
+                source_ip: "127.0.0.1".into(),
+            };
+            e.authorize(&user(&[], false), action, &Resource::Registry, &ctx)
+                .unwrap()
+                .allowed
+        };
+        assert!(!at(start - 1, Action::Read), "a second early");
+        assert!(at(start, Action::Read), "the first second");
+        assert!(at(start + 3599, Action::Read), "the last second");
+        assert!(!at(start + 3600, Action::Read), "the end is exclusive");
+        // 2026-11-26 is a Thursday: 07:59:59 no, 08:00 yes, 17:59:59 yes, 18:00 no.
+        let day = start - 9 * 3600;
+        assert!(!at(day + 8 * 3600 - 1, Action::Download));
+        assert!(at(day + 8 * 3600, Action::Download));
+        assert!(at(day + 18 * 3600 - 1, Action::Download));
+        assert!(!at(day + 18 * 3600, Action::Download));
+        // Saturday 2026-11-28 at noon: no.
+        assert!(!at(day + 2 * 86400 + 12 * 3600, Action::Download));
+        // Friday 2026-11-27 at noon: yes; Sunday 2026-11-29 at noon: no.
+        assert!(at(day + 86400 + 12 * 3600, Action::Download));
+        assert!(!at(day + 3 * 86400 + 12 * 3600, Action::Download));
+    }
 }
