@@ -50,8 +50,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The schema version this module reads and writes (the `v` field).
-pub const SCHEMA_VERSION: u64 = 1;
+/// The newest schema version this module reads and writes (the `v` field). Version 2 adds
+/// the `approval` type and nothing else; each type is written with the version that
+/// introduced it ([`Event::schema_version`]), so every v1 entry stays a v1 entry.
+pub const SCHEMA_VERSION: u64 = 2;
 /// The log's entry limit: an encoded entry is at most this long.
 pub const MAX_ENTRY_BYTES: usize = 65_535;
 /// Artifact names, in bytes.
@@ -64,6 +66,9 @@ pub const MAX_ALIAS_BYTES: usize = 64;
 pub const MAX_ACTOR_BYTES: usize = 256;
 /// Reasons given for a lifecycle change or a tombstone, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
+/// An approver's comment, in bytes (the same bound as a reason: a sentence or two, not a
+/// review; link to the review with a URL).
+pub const MAX_COMMENT_BYTES: usize = 1024;
 /// Media types, in bytes (RFC 6838 allows 127 + 1 + 127 before parameters).
 pub const MAX_MEDIA_TYPE_BYTES: usize = 255;
 /// Attestation predicate types (a URI), in bytes.
@@ -398,6 +403,24 @@ pub struct Tombstone {
     pub time: u64,
 }
 
+/// `approval` (schema version 2): `actor` approves moving the version to stage `to`. Part
+/// of the version's chain. Governance (specs/access.md) may require a quorum of approvals,
+/// recorded since the version's stage was last set, before the transition is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub name: String,
+    pub version: String,
+    /// The stage the approval is for: a successor of the version's current stage.
+    pub to: Stage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub prev: Prev,
+    /// The approver.
+    pub actor: String,
+    pub time: u64,
+}
+
 /// One registry event: one log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -408,6 +431,7 @@ pub enum Event {
     Lineage(Lineage),
     Attestation(Attestation),
     Tombstone(Tombstone),
+    Approval(Approval),
 }
 
 /// What a chain of entries is about.
@@ -435,7 +459,7 @@ pub enum EventError {
     },
     #[error("byte {offset}: {count} trailing bytes after the entry")]
     TrailingBytes { offset: usize, count: usize },
-    #[error("v: unsupported schema version {0} (this reader knows {SCHEMA_VERSION})")]
+    #[error("v: unsupported schema version {0} (this reader knows 1..={SCHEMA_VERSION})")]
     UnsupportedVersion(u64),
     #[error("type: unknown event type {0}")]
     UnknownType(String),
@@ -751,10 +775,13 @@ const ATTESTATION_KEYS: &[&str] = &[
 const TOMBSTONE_KEYS: &[&str] = &[
     "v", "type", "name", "version", "digest", "reason", "prev", "actor", "time",
 ];
+const APPROVAL_KEYS: &[&str] = &[
+    "v", "type", "name", "version", "to", "comment", "prev", "actor", "time",
+];
 
 impl Event {
     /// Every event type, as written in the `type` field.
-    pub const TYPES: [&'static str; 7] = [
+    pub const TYPES: [&'static str; 8] = [
         "published",
         "metadata_changed",
         "lifecycle",
@@ -762,7 +789,16 @@ impl Event {
         "lineage",
         "attestation",
         "tombstone",
+        "approval",
     ];
+
+    /// The `v` an entry of this type carries: the schema version that introduced the type
+    /// (1 for the original seven, 2 for `approval`). One value per type, so an event still
+    /// has exactly one encoding, and a v1-only verifier refuses exactly the entries it
+    /// cannot read, by their first field.
+    pub fn schema_version(&self) -> u64 {
+        type_version(self.type_name())
+    }
 
     /// The `type` field.
     pub fn type_name(&self) -> &'static str {
@@ -774,6 +810,7 @@ impl Event {
             Event::Lineage(_) => "lineage",
             Event::Attestation(_) => "attestation",
             Event::Tombstone(_) => "tombstone",
+            Event::Approval(_) => "approval",
         }
     }
 
@@ -787,6 +824,7 @@ impl Event {
             Event::Lineage(e) => &e.name,
             Event::Attestation(e) => &e.name,
             Event::Tombstone(e) => &e.name,
+            Event::Approval(e) => &e.name,
         }
     }
 
@@ -808,6 +846,7 @@ impl Event {
             Event::Lineage(e) => version(&e.name, &e.version),
             Event::Attestation(e) => version(&e.name, &e.version),
             Event::Tombstone(e) => version(&e.name, &e.version),
+            Event::Approval(e) => version(&e.name, &e.version),
         }
     }
 
@@ -822,6 +861,7 @@ impl Event {
             Event::Lineage(e) => Some(&e.prev),
             Event::Attestation(e) => Some(&e.prev),
             Event::Tombstone(e) => Some(&e.prev),
+            Event::Approval(e) => Some(&e.prev),
         }
     }
 
@@ -835,6 +875,7 @@ impl Event {
             Event::Lineage(e) => &e.actor,
             Event::Attestation(e) => &e.actor,
             Event::Tombstone(e) => &e.actor,
+            Event::Approval(e) => &e.actor,
         }
     }
 
@@ -857,6 +898,7 @@ impl Event {
             Event::Lineage(e) => &e.time,
             Event::Attestation(e) => &e.time,
             Event::Tombstone(e) => &e.time,
+            Event::Approval(e) => &e.time,
         }
     }
 
@@ -869,6 +911,7 @@ impl Event {
             Event::Lineage(e) => &mut e.time,
             Event::Attestation(e) => &mut e.time,
             Event::Tombstone(e) => &mut e.time,
+            Event::Approval(e) => &mut e.time,
         }
     }
 
@@ -1012,6 +1055,24 @@ impl Event {
                 invalid("reason", validate_text(&e.reason, MAX_REASON_BYTES))?;
                 check_actor(&e.actor)?;
             }
+            Event::Approval(e) => {
+                check_subject(&e.name, &e.version)?;
+                // Whether `to` follows the version's *current* stage needs the chain (the
+                // catalog checks it); that no transition ever leads to it does not.
+                if !Stage::ALL.iter().any(|s| s.can_transition_to(e.to)) {
+                    return invalid(
+                        "to",
+                        Err(format!(
+                            "no transition leads to {}, so none is approved",
+                            e.to
+                        )),
+                    );
+                }
+                if let Some(c) = &e.comment {
+                    invalid("comment", validate_text(c, MAX_COMMENT_BYTES))?;
+                }
+                check_actor(&e.actor)?;
+            }
         }
         Ok(())
     }
@@ -1061,7 +1122,7 @@ impl Event {
     }
 
     fn to_value(&self) -> Value {
-        let mut m = MapBuilder::new(self.type_name());
+        let mut m = MapBuilder::new(self.schema_version(), self.type_name());
         match self {
             Event::Published(e) => {
                 m.text("name", &e.name);
@@ -1164,6 +1225,15 @@ impl Event {
                 m.text("reason", &e.reason);
                 m.common(&e.prev, &e.actor, e.time);
             }
+            Event::Approval(e) => {
+                m.text("name", &e.name);
+                m.text("version", &e.version);
+                m.text("to", e.to.as_str());
+                if let Some(c) = &e.comment {
+                    m.text("comment", c);
+                }
+                m.common(&e.prev, &e.actor, e.time);
+            }
         }
         Value::Map(m.0)
     }
@@ -1177,12 +1247,12 @@ impl Event {
             });
         };
         // `v` first: a future version may change anything else, including `type`.
-        match fields.iter().find(|(k, _)| k == "v").map(|(_, v)| v) {
+        let v = match fields.iter().find(|(k, _)| k == "v").map(|(_, v)| v) {
             None => return Err(missing("v")),
-            Some(Value::Uint(SCHEMA_VERSION)) => {}
+            Some(Value::Uint(v @ 1..=SCHEMA_VERSION)) => *v,
             Some(Value::Uint(v)) => return Err(EventError::UnsupportedVersion(*v)),
             Some(other) => return Err(wrong("v", "an unsigned integer", other)),
-        }
+        };
         let ty = match fields.iter().find(|(k, _)| k == "type").map(|(_, v)| v) {
             None => return Err(missing("type")),
             Some(Value::Text(t)) => t.clone(),
@@ -1196,8 +1266,10 @@ impl Event {
             "lineage" => LINEAGE_KEYS,
             "attestation" => ATTESTATION_KEYS,
             "tombstone" => TOMBSTONE_KEYS,
+            "approval" => APPROVAL_KEYS,
             _ => return Err(EventError::UnknownType(quote(&ty))),
         };
+        check_type_version(v, &ty)?;
         let mut o = Obj::new(fields, "", keys)?;
         Ok(match ty.as_str() {
             "published" => Event::Published(Published {
@@ -1315,6 +1387,15 @@ impl Event {
                 actor: o.text("actor")?,
                 time: o.uint("time")?,
             }),
+            "approval" => Event::Approval(Approval {
+                name: o.text("name")?,
+                version: o.text("version")?,
+                to: o.text_enum("to", Stage::parse, Stage::unknown)?,
+                comment: o.opt_text("comment")?,
+                prev: o.prev()?,
+                actor: o.text("actor")?,
+                time: o.uint("time")?,
+            }),
             _ => unreachable!("type checked above"),
         })
     }
@@ -1349,12 +1430,33 @@ impl fmt::Display for Subject {
     }
 }
 
+/// The schema version that introduced event type `ty` (a known type).
+fn type_version(ty: &str) -> u64 {
+    match ty {
+        "approval" => 2,
+        _ => 1,
+    }
+}
+
+/// Each type has one `v`: the version that introduced it. A v1 type under `v: 2` (or an
+/// approval under `v: 1`) would be a second encoding of one event.
+fn check_type_version(v: u64, ty: &str) -> Result<(), EventError> {
+    let want = type_version(ty);
+    if v == want {
+        return Ok(());
+    }
+    Err(EventError::Invalid {
+        field: "v".into(),
+        problem: format!("{} entries carry \"v\": {want}, not {v}", quote(ty)),
+    })
+}
+
 struct MapBuilder(Vec<(String, Value)>);
 
 impl MapBuilder {
-    fn new(ty: &str) -> Self {
+    fn new(v: u64, ty: &str) -> Self {
         MapBuilder(vec![
-            ("v".into(), Value::Uint(SCHEMA_VERSION)),
+            ("v".into(), Value::Uint(v)),
             ("type".into(), Value::Text(ty.into())),
         ])
     }
@@ -1554,6 +1656,7 @@ enum TaggedRef<'a> {
     Lineage(&'a Lineage),
     Attestation(&'a Attestation),
     Tombstone(&'a Tombstone),
+    Approval(&'a Approval),
 }
 
 #[derive(Serialize)]
@@ -1573,6 +1676,7 @@ enum Tagged {
     Lineage(Lineage),
     Attestation(Attestation),
     Tombstone(Tombstone),
+    Approval(Approval),
 }
 
 impl Serialize for Event {
@@ -1585,9 +1689,10 @@ impl Serialize for Event {
             Event::Lineage(e) => TaggedRef::Lineage(e),
             Event::Attestation(e) => TaggedRef::Attestation(e),
             Event::Tombstone(e) => TaggedRef::Tombstone(e),
+            Event::Approval(e) => TaggedRef::Approval(e),
         };
         VersionedRef {
-            v: SCHEMA_VERSION,
+            v: self.schema_version(),
             event,
         }
         .serialize(s)
@@ -1600,13 +1705,20 @@ impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-        match map.remove("v") {
+        let v = match map.remove("v") {
             None => return Err(D::Error::custom("v: missing")),
-            Some(v) if v.as_u64() == Some(SCHEMA_VERSION) => {}
-            Some(v) => {
-                return Err(D::Error::custom(format!(
-                    "v: unsupported schema version {v} (this reader knows {SCHEMA_VERSION})"
-                )))
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=SCHEMA_VERSION) => n,
+                _ => {
+                    return Err(D::Error::custom(format!(
+                        "v: unsupported schema version {v} (this reader knows 1..={SCHEMA_VERSION})"
+                    )))
+                }
+            },
+        };
+        if let Some(ty) = map.get("type").and_then(|t| t.as_str()) {
+            if Event::TYPES.contains(&ty) {
+                check_type_version(v, ty).map_err(D::Error::custom)?;
             }
         }
         let tagged: Tagged =
@@ -1619,6 +1731,7 @@ impl<'de> Deserialize<'de> for Event {
             Tagged::Lineage(e) => Event::Lineage(e),
             Tagged::Attestation(e) => Event::Attestation(e),
             Tagged::Tombstone(e) => Event::Tombstone(e),
+            Tagged::Approval(e) => Event::Approval(e),
         };
         event.validate().map_err(D::Error::custom)?;
         Ok(event)
@@ -2100,6 +2213,26 @@ mod tests {
            67 76657273696f6e  65 312e322e30      # \"version\": \"1.2.0\"
     ";
 
+    /// The approval example of specs/entries.md: the first entry of schema version 2.
+    const APPROVAL_HEX: &str = "
+        a9                                       # map, 9 pairs
+           61 76  02                             # \"v\": 2
+           62 746f  68 72656c6561736564          # \"to\": \"released\"
+           64 6e616d65                           # \"name\"
+           6b 61636d652f7265736e6574             # \"acme/resnet\"
+           64 70726576  a2                       # \"prev\": map, 2 pairs
+              61 68  58 20                       #   \"h\": bytes, 32
+                 a10d5ef4bd7bd91646218c2349bdc9323d73d2bf764df8b8551a6a4042bd0a7e
+              61 69  18 2a                       #   \"i\": 42
+           64 74696d65  1a 65540d20              # \"time\": 1700007200
+           64 74797065  68 617070726f76616c      # \"type\": \"approval\"
+           65 6163746f72                         # \"actor\"
+           71 6361726f6c406578616d706c652e636f6d # \"carol@example.com\"
+           67 636f6d6d656e74                     # \"comment\"
+           73 62656e63686d61726b732072657669657765 64 # \"benchmarks reviewed\"
+           67 76657273696f6e  65 312e322e30      # \"version\": \"1.2.0\"
+    ";
+
     const SPEC: &str = include_str!("../../specs/entries.md");
 
     /// The fenced block after `<!-- vector: {name} -->` in the spec.
@@ -2141,6 +2274,22 @@ mod tests {
             actor: "bob@example.com".into(),
             time: 1_700_003_600,
         })
+    }
+
+    fn example_approval() -> Event {
+        Event::Approval(Approval {
+            name: "acme/resnet".into(),
+            version: "1.2.0".into(),
+            to: Stage::Released,
+            comment: Some("benchmarks reviewed".into()),
+            prev: Prev::of(42, &hex(LIFECYCLE_HEX)),
+            actor: "carol@example.com".into(),
+            time: 1_700_007_200,
+        })
+    }
+
+    fn approval_bytes() -> Vec<u8> {
+        hex(APPROVAL_HEX)
     }
 
     fn prev(i: u64) -> Prev {
@@ -2291,6 +2440,16 @@ mod tests {
                 actor: "dpo@example.com".into(),
                 time: 1_800_000_000,
             }),
+            example_approval(),
+            Event::Approval(Approval {
+                name: "m".into(),
+                version: "1".into(),
+                to: Stage::Revoked,
+                comment: None,
+                prev: prev(45),
+                actor: "https://ci.example.test#repo:org/approvals".into(),
+                time: u64::MAX,
+            }),
         ]
     }
 
@@ -2334,9 +2493,11 @@ mod tests {
             assert_eq!(back.encode(), bytes);
             assert_eq!(
                 &bytes[1..4],
-                &[0x61, 0x76, 0x01],
-                "\"v\": 1 is the first pair"
+                &[0x61, 0x76, e.schema_version() as u8],
+                "\"v\" is the first pair"
             );
+            let want = if e.type_name() == "approval" { 2 } else { 1 };
+            assert_eq!(e.schema_version(), want, "{}", e.type_name());
             assert_eq!(e.leaf_hash(), leaf_hash(&bytes));
         }
     }
@@ -2345,7 +2506,11 @@ mod tests {
     fn every_event_type_round_trips_through_json() {
         for e in samples() {
             let json = serde_json::to_string(&e).unwrap();
-            assert!(json.starts_with(&format!("{{\"v\":1,\"type\":\"{}\"", e.type_name())));
+            assert!(json.starts_with(&format!(
+                "{{\"v\":{},\"type\":\"{}\"",
+                e.schema_version(),
+                e.type_name()
+            )));
             let back: Event =
                 serde_json::from_str(&json).unwrap_or_else(|err| panic!("{json}: {err}"));
             assert_eq!(back, e);
@@ -2390,10 +2555,34 @@ mod tests {
     }
 
     #[test]
+    fn the_approval_example_matches_the_spec_and_chains_to_the_lifecycle_example() {
+        let vector = approval_bytes();
+        assert_eq!(
+            hex(spec_block("approval")),
+            vector,
+            "spec text and test vector differ"
+        );
+        assert_eq!(vector.len(), 169);
+        assert_eq!(to_hex(&example_approval().encode()), to_hex(&vector));
+        let e = Event::decode(&vector).unwrap();
+        assert_eq!(e, example_approval());
+        assert_eq!(e.schema_version(), 2);
+        let h = e.prev().unwrap().leaf_hash;
+        assert_eq!(
+            to_hex(&h.0),
+            "a10d5ef4bd7bd91646218c2349bdc9323d73d2bf764df8b8551a6a4042bd0a7e"
+        );
+        assert!(SPEC.contains(&crate::merkle::hash_to_base64(&h)));
+        e.check_prev(43, &lifecycle_bytes()).unwrap();
+        assert_eq!(e.subject(), example_published().subject());
+    }
+
+    #[test]
     fn the_json_examples_in_the_spec_are_what_serde_writes_and_reads() {
         for (name, event) in [
             ("published json", example_published()),
             ("lifecycle json", example_lifecycle()),
+            ("approval json", example_approval()),
         ] {
             let text = spec_block(name);
             assert_eq!(
@@ -2639,8 +2828,12 @@ mod tests {
     fn unsupported_schema_versions_are_rejected() {
         let b = lifecycle_bytes();
         assert_eq!(
-            rejected(&splice(&b, "6176 01", "6176 02"), &["v:"]),
-            EventError::UnsupportedVersion(2)
+            rejected(&splice(&b, "6176 01", "6176 03"), &["v:"]),
+            EventError::UnsupportedVersion(3)
+        );
+        rejected(
+            &splice(&b, "6176 01", "6176 1864"),
+            &["unsupported schema version 100"],
         );
         rejected(
             &splice(&b, "6176 01", "6176 00"),
@@ -2651,6 +2844,99 @@ mod tests {
             rejected(&no_v, &["v: missing"]),
             EventError::MissingField { field: "v".into() }
         );
+    }
+
+    #[test]
+    fn each_event_type_has_exactly_one_schema_version() {
+        // A v1 type under "v": 2 would be a second encoding of the same event.
+        let err = rejected(
+            &splice(&lifecycle_bytes(), "6176 01", "6176 02"),
+            &["v:", "\"lifecycle\" entries carry \"v\": 1, not 2"],
+        );
+        assert!(matches!(err, EventError::Invalid { ref field, .. } if field == "v"));
+        // ...and an approval under "v": 1 is not a v1 entry: v1 has no such type.
+        rejected(
+            &splice(&approval_bytes(), "6176 02", "6176 01"),
+            &["v:", "\"approval\" entries carry \"v\": 2, not 1"],
+        );
+        // The same in JSON.
+        let mut json = serde_json::to_value(example_approval()).unwrap();
+        json["v"] = 1.into();
+        let err = serde_json::from_value::<Event>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carry \"v\": 2"), "{err}");
+        let mut json = serde_json::to_value(example_lifecycle()).unwrap();
+        json["v"] = 2.into();
+        let err = serde_json::from_value::<Event>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carry \"v\": 1"), "{err}");
+    }
+
+    #[test]
+    fn hostile_approval_entries_are_rejected_naming_the_field() {
+        let b = approval_bytes();
+        // A field of another type: "reason" is the lifecycle's word, not the approval's.
+        let extra = splice(
+            &splice(&b, "a9 6176", "aa 6176"),
+            "67 636f6d6d656e74",
+            "66 726561736f6e 61 78 67 636f6d6d656e74",
+        );
+        rejected(&extra, &["reason: unknown field"]);
+        // An unknown stage, a stage no transition leads to, the wrong CBOR type.
+        rejected(
+            &splice(&b, "68 72656c6561736564", "68 72656c6561736573"),
+            &["to", "unknown stage \"releases\""],
+        );
+        rejected(
+            &splice(&b, "68 72656c6561736564", "65 6472616674"),
+            &["to", "no transition leads to draft"],
+        );
+        rejected(
+            &splice(&b, "68 72656c6561736564", "02"),
+            &["to", "expected a text string"],
+        );
+        rejected(
+            &splice(
+                &b,
+                "73 62656e63686d61726b732072657669657765 64",
+                "53 62656e63686d61726b732072657669657765 64",
+            ),
+            &["comment", "expected a text string"],
+        );
+        // No prev: an approval is always part of a chain that a publication started.
+        let no_prev = splice(
+            &splice(&b, "a9 6176", "a8 6176"),
+            "64 70726576 a2 6168 5820 a10d5ef4bd7bd91646218c2349bdc9323d73d2bf764df8b8551a6a4042bd0a7e 6169 182a",
+            "",
+        );
+        rejected(&no_prev, &["prev: missing"]);
+        // A comment that could rewrite a terminal, an empty one, an oversized one.
+        let approval = |comment: Option<String>| {
+            let Event::Approval(mut a) = example_approval() else {
+                unreachable!()
+            };
+            a.comment = comment;
+            Event::Approval(a)
+        };
+        invalid_event(
+            &approval(Some("ok\u{1b}[2Jforged".into())),
+            &["comment", "control character"],
+        );
+        invalid_event(&approval(Some(String::new())), &["comment", "empty"]);
+        invalid_event(
+            &approval(Some("x".repeat(MAX_COMMENT_BYTES + 1))),
+            &["comment", "1025 bytes"],
+        );
+        approval(Some("x".repeat(MAX_COMMENT_BYTES)))
+            .validate()
+            .unwrap();
+        let Event::Approval(mut a) = example_approval() else {
+            unreachable!()
+        };
+        a.to = Stage::Draft;
+        invalid_event(&Event::Approval(a), &["to", "no transition leads to draft"]);
     }
 
     #[test]
@@ -3044,12 +3330,12 @@ mod tests {
         let mut nested = json.clone();
         nested["prev"]["x"] = 0.into();
         assert!(serde_json::from_value::<Event>(nested).is_err());
-        let mut v2 = json.clone();
-        v2["v"] = 2.into();
-        assert!(serde_json::from_value::<Event>(v2)
+        let mut v3 = json.clone();
+        v3["v"] = 3.into();
+        assert!(serde_json::from_value::<Event>(v3)
             .unwrap_err()
             .to_string()
-            .contains("unsupported schema version 2"));
+            .contains("unsupported schema version 3"));
         let mut no_v = json.clone();
         no_v.as_object_mut().unwrap().remove("v");
         assert!(serde_json::from_value::<Event>(no_v).is_err());

@@ -1252,3 +1252,423 @@ fn the_authorization_matrix_of_the_shipped_policies_holds_route_by_route() {
         .unwrap_or_else(|e| panic!("record {index} ({principal} {method} {path}): {e:?}"));
     }
 }
+
+/// An API token with several roles, made over HTTP by `admin`.
+fn token_with_roles(l: &Ledger, admin: &str, principal: &str, roles: &[&str]) -> String {
+    let r = call(
+        "POST",
+        &l.url("/access/v1/tokens"),
+        Some(admin),
+        json!({"principal": principal, "roles": roles, "expires_in_seconds": 600})
+            .to_string()
+            .as_bytes(),
+        "application/json",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
+/// Checks a registry write's receipt offline, as a client would: the checkpoint verifies
+/// under the log's key, the entry's leaf is included in it, and the entry is exactly the
+/// event the answer describes.
+fn verified_receipt(l: &Ledger, r: &Resp) -> (u64, ledger_client::event::Event) {
+    use ledger_client::merkle::{hash_from_base64, leaf_hash, verify_inclusion, Hash};
+    assert_eq!(r.status, 201, "{}", r.text());
+    let j = r.json();
+    let entry = BASE64_STANDARD
+        .decode(j["entry"].as_str().unwrap())
+        .unwrap();
+    let cp = ledger_client::checkpoint::verify_checkpoint(
+        j["checkpoint"].as_str().unwrap().as_bytes(),
+        &[l.vkey("artifacts")],
+        None,
+    )
+    .unwrap();
+    let proof: Vec<Hash> = j["inclusion_proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash_from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let index = j["index"].as_u64().unwrap();
+    verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).unwrap();
+    let ev = ledger_client::event::Event::decode(&entry).unwrap();
+    assert_eq!(serde_json::to_value(&ev).unwrap(), j["event"]);
+    (index, ev)
+}
+
+fn approve(l: &Ledger, token: &str, version: &str, to: &str) -> Resp {
+    registry_write(
+        l,
+        token,
+        "approve",
+        json!({"name": "m", "version": version, "to": to}),
+    )
+}
+
+fn transition(l: &Ledger, token: &str, version: &str, to: &str) -> Resp {
+    registry_write(
+        l,
+        token,
+        "lifecycle",
+        json!({"name": "m", "version": version, "to": to}),
+    )
+}
+
+fn message(r: &Resp) -> String {
+    r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_transition_that_needs_approvals_happens_only_once_distinct_approvers_reach_the_quorum() {
+    use ledger_client::event::{Event, Stage};
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SigningKey::from_bytes(&[9; 32]);
+    let (data, admin) = setup(dir.path(), &ci);
+    // Two approvers within a week to approve; one within a second to release (so that an
+    // approval expires within the test: only its expiry is timed, never a success).
+    let config = json!({
+        "governance": {"approvals": [
+            {"to": "approved", "required": 2, "role": "approver", "within_seconds": 604800},
+            {"to": "released", "required": 1, "role": "approver", "within_seconds": 1}
+        ]}
+    });
+    std::fs::write(dir.path().join("gov.json"), config.to_string()).unwrap();
+    let cfg = dir.path().join("gov.json");
+    let l = Ledger::start(&data, &["--access-config", cfg.to_str().unwrap()]);
+    // pat may both publish and approve: the policy lets it, separation of duties does not.
+    let pat = token_with_roles(&l, &admin, "pat", &["publisher", "approver"]);
+    let anna = token_over_http(&l, &admin, "anna", "approver");
+    let bob = token_over_http(&l, &admin, "bob", "approver");
+    let rita = token_over_http(&l, &admin, "rita", "reader");
+    let d = upload_blob(&l, &pat, b"weights v1");
+    let r = registry_write(
+        &l,
+        &pat,
+        "publish",
+        json!({"name": "m", "version": "1", "kind": "model", "digest": d}),
+    );
+    let (published_at, _) = verified_receipt(&l, &r);
+
+    // Separation of duties: the publisher cannot approve its own version...
+    let r = approve(&l, &pat, "1", "approved");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        message(&r).contains("pat published m@1; separation of duties"),
+        "{}",
+        r.text()
+    );
+    // ...a reader cannot approve at all (the policy, at the route)...
+    let r = approve(&l, &rita, "1", "approved");
+    assert_eq!(r.status, 403, "{}", r.text());
+    // ...and an admin, whom the policy lets do anything, does not hold the rule's role.
+    let r = approve(&l, &admin, "1", "approved");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        message(&r).contains("root does not hold role \"approver\""),
+        "{}",
+        r.text()
+    );
+
+    // The first approval is a log entry in the version's chain, proved by its receipt.
+    let r = registry_write(
+        &l,
+        &anna,
+        "approve",
+        json!({"name": "m", "version": "1", "to": "approved", "comment": "eval looks good"}),
+    );
+    let (first, ev) = verified_receipt(&l, &r);
+    let Event::Approval(a) = &ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (a.actor.as_str(), a.to, a.comment.as_deref()),
+        ("anna", Stage::Approved, Some("eval looks good"))
+    );
+    assert_eq!(
+        a.prev.index, published_at,
+        "it names the publication as prev"
+    );
+    assert_eq!(ev.schema_version(), 2);
+    assert_eq!(r.json()["event"]["v"], 2);
+    // The same approver twice is one voice, not two.
+    let r = approve(&l, &anna, "1", "approved");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        message(&r).contains("anna already approved"),
+        "{}",
+        r.text()
+    );
+    // Only a move the version can make next can be approved.
+    let r = approve(&l, &anna, "1", "released");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        message(&r).contains("cannot move to released"),
+        "{}",
+        r.text()
+    );
+
+    // One of two: the transition is refused, naming what is needed and what counts.
+    let r = transition(&l, &anna, "1", "approved");
+    assert_eq!(r.status, 409, "{}", r.text());
+    let m = message(&r);
+    assert!(m.contains("needs 2 approval(s)"), "{m}");
+    assert!(
+        m.contains(&format!("valid approvals: 1 (anna (entry {first}))")),
+        "{m}"
+    );
+    // The publisher may not make a transition that needs approvals, quorum or not.
+    let r = transition(&l, &pat, "1", "approved");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(message(&r).contains("separation of duties"), "{}", r.text());
+
+    // The second, distinct approver meets the quorum.
+    let (second, _) = verified_receipt(&l, &approve(&l, &bob, "1", "approved"));
+    let v = get(&l.url("/registry/v1/version?name=m&version=1"), Some(&anna)).json();
+    let approvals: Vec<(String, u64)> = v["version"]["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["at"]["actor"].as_str().unwrap().to_string(),
+                a["at"]["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        approvals,
+        [("anna".to_string(), first), ("bob".to_string(), second)]
+    );
+    let (moved_at, ev) = verified_receipt(&l, &transition(&l, &anna, "1", "approved"));
+    assert!(matches!(ev, Event::Lifecycle(ref t) if t.to == Stage::Approved));
+    // The transition used them up: the next stage starts with none.
+    let v = get(&l.url("/registry/v1/version?name=m&version=1"), Some(&anna)).json();
+    assert_eq!(v["version"]["stage"], "approved");
+    assert!(v["version"].get("approvals").is_none(), "{v}");
+
+    // An approval older than `within_seconds` does not count.
+    let (stale, _) = verified_receipt(&l, &approve(&l, &anna, "1", "released"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let r = transition(&l, &bob, "1", "released");
+    assert_eq!(r.status, 409, "{}", r.text());
+    let m = message(&r);
+    assert!(m.contains("valid approvals: 0 (none)"), "{m}");
+    assert!(m.contains(&format!("anna (entry {stale}): expired")), "{m}");
+
+    // The version's chain holds every approval, in order, each naming the one before.
+    let h = get(&l.url("/registry/v1/history?name=m&version=1"), Some(&anna)).json();
+    let chain: Vec<(u64, String)> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["event"]["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let kinds = |t: &str| t.to_string();
+    assert_eq!(
+        chain,
+        [
+            (published_at, kinds("published")),
+            (first, kinds("approval")),
+            (second, kinds("approval")),
+            (moved_at, kinds("lifecycle")),
+            (stale, kinds("approval")),
+        ]
+    );
+
+    // Every decision is in the audit log: the policy's, and governance's refusals naming
+    // the rule that refused.
+    assert_eq!(add(&l, Some(&admin), b"flush").status, 200);
+    let records = audit_records(&l, &admin);
+    let find = |f: &dyn Fn(&serde_json::Value) -> bool| {
+        records
+            .iter()
+            .find(|r| f(r))
+            .unwrap_or_else(|| panic!("not in the audit log: {records:#?}"))
+            .clone()
+    };
+    let sod = find(&|r| {
+        r["principal"] == "pat"
+            && r["action"] == "approve"
+            && r["policies"] == json!(["governance.separation_of_duties"])
+    });
+    assert_eq!(sod["decision"], "deny");
+    assert_eq!(sod["resource"], "Ledger::Artifact::\"m@1\"");
+    assert!(sod["reason"]
+        .as_str()
+        .unwrap()
+        .contains("separation of duties"));
+    let role = find(&|r| {
+        r["principal"] == "root"
+            && r["action"] == "approve"
+            && r["policies"] == json!(["governance.approvals"])
+    });
+    assert_eq!(role["decision"], "deny");
+    let quorum = find(&|r| {
+        r["principal"] == "anna"
+            && r["action"] == "transition"
+            && r["decision"] == "deny"
+            && r["policies"] == json!(["governance.approvals"])
+    });
+    assert!(quorum["reason"].as_str().unwrap().contains("needs 2"));
+    let reader = find(&|r| r["principal"] == "rita" && r["action"] == "approve");
+    assert_eq!(reader["decision"], "deny");
+    assert_eq!(reader["resource"], "Ledger::Registry::\"registry\"");
+    let allowed = find(&|r| {
+        r["principal"] == "bob"
+            && r["action"] == "approve"
+            && r["resource"] == "Ledger::Artifact::\"m@1\""
+    });
+    assert_eq!(allowed["decision"], "allow");
+    assert_eq!(allowed["policies"], json!(["approvers-transition"]));
+}
+
+#[test]
+fn approval_requests_with_hostile_or_malformed_bodies_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SigningKey::from_bytes(&[9; 32]);
+    let (data, admin) = setup(dir.path(), &ci);
+    let cfg = dir.path().join("access.json");
+    let l = Ledger::start(&data, &["--access-config", cfg.to_str().unwrap()]);
+    let publisher = token_over_http(&l, &admin, "paul", "publisher");
+    let anna = token_over_http(&l, &admin, "anna", "approver");
+    let d = upload_blob(&l, &publisher, b"w");
+    let r = registry_write(
+        &l,
+        &publisher,
+        "publish",
+        json!({"name": "m", "version": "1", "kind": "model", "digest": d}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let cases: Vec<(serde_json::Value, u16, &str)> = vec![
+        (
+            json!({"name": "m", "version": "1", "to": "approved", "votes": 9}),
+            400,
+            "unknown field `votes`",
+        ),
+        (
+            json!({"name": "m", "version": "1", "to": "shipped"}),
+            400,
+            "unknown variant `shipped`",
+        ),
+        (
+            json!({"name": "m", "version": "1"}),
+            400,
+            "missing field `to`",
+        ),
+        (
+            json!({"name": "m", "version": "1", "to": "approved",
+                   "comment": "fine\u{1b}]0;owned\u{7}"}),
+            422,
+            "comment: contains control character",
+        ),
+        (
+            json!({"name": "m", "version": "1", "to": "approved", "comment": "x".repeat(1025)}),
+            422,
+            "comment: 1025 bytes",
+        ),
+        (
+            json!({"name": "m", "version": "1", "to": "approved", "comment": ""}),
+            422,
+            "comment: empty",
+        ),
+        (
+            json!({"name": "../m", "version": "1", "to": "approved"}),
+            422,
+            "name",
+        ),
+        (
+            json!({"name": "m", "version": "9", "to": "approved"}),
+            404,
+            "m@9 is not published",
+        ),
+        (
+            json!({"name": "m", "version": "1", "to": "approved", "actor": "paul"}),
+            403,
+            "not the authenticated principal",
+        ),
+        (
+            json!({"name": "m", "version": "1", "to": "draft"}),
+            409,
+            "cannot move to draft",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let r = registry_write(&l, &anna, "approve", body.clone());
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert!(r.text().contains(needle), "{body}: {}", r.text());
+    }
+    let r = call(
+        "POST",
+        &l.url("/registry/v1/approve"),
+        Some(&anna),
+        b"{}",
+        "text/plain",
+    );
+    assert_eq!(r.status, 415, "{}", r.text());
+    // Nothing of it reached the version's chain.
+    let h = get(&l.url("/registry/v1/history?name=m&version=1"), Some(&anna)).json();
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1, "{h}");
+}
+
+#[test]
+fn without_access_control_approvals_are_logged_as_given_with_no_roles_or_separation_of_duties() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::start(dir.path(), &[]);
+    let open = |what: &str, body: serde_json::Value| {
+        call(
+            "POST",
+            &l.url(&format!("/registry/v1/{what}")),
+            None,
+            body.to_string().as_bytes(),
+            "application/json",
+        )
+    };
+    let d = ledger_client::digest::Digest::of(b"w").to_string();
+    let r = call(
+        "POST",
+        &l.url(&format!("/v2/m/blobs/uploads/?digest={d}")),
+        None,
+        b"w",
+        "application/octet-stream",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = open(
+        "publish",
+        json!({"name": "m", "version": "1", "kind": "model", "digest": d, "actor": "paul"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // No principals: the actor is required and recorded as given, the publisher included.
+    let r = open(
+        "approve",
+        json!({"name": "m", "version": "1", "to": "approved"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("actor is required"), "{}", r.text());
+    let r = open(
+        "approve",
+        json!({"name": "m", "version": "1", "to": "approved", "actor": "paul"}),
+    );
+    let (_, ev) = verified_receipt(&l, &r);
+    assert_eq!(ev.actor(), "paul");
+    // The catalog's own rule holds whatever the access control: one voice per approver.
+    let r = open(
+        "approve",
+        json!({"name": "m", "version": "1", "to": "approved", "actor": "paul"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // No governance without an access configuration: the transition needs no quorum.
+    let r = open(
+        "lifecycle",
+        json!({"name": "m", "version": "1", "to": "approved", "actor": "paul"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -889,6 +889,17 @@ fn describe(ev: &Event) -> String {
             "tombstone of {}@{} ({}): {}",
             t.name, t.version, t.digest, t.reason
         ),
+        Event::Approval(a) => format!(
+            "{} approves {}@{} -> {}{}",
+            a.actor,
+            a.name,
+            a.version,
+            a.to,
+            a.comment
+                .as_ref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        ),
     }
 }
 

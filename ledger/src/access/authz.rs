@@ -31,6 +31,7 @@ pub enum Action {
     Transition,
     Alias,
     Tombstone,
+    Approve,
     Admin,
 }
 
@@ -65,6 +66,7 @@ impl Action {
             Action::Transition => "transition",
             Action::Alias => "alias",
             Action::Tombstone => "tombstone",
+            Action::Approve => "approve",
             Action::Admin => "admin",
         }
     }
@@ -97,7 +99,7 @@ pub struct ArtifactAttrs {
     pub sensitivity: String,
     /// Who published it (the principal doing it, when publishing).
     pub publisher: String,
-    /// The stage a transition goes to; `""` for other actions.
+    /// The stage a transition (or an approval) goes to; `""` for other actions.
     pub target_stage: String,
 }
 
@@ -419,6 +421,24 @@ mod tests {
         assert!(ok(
             &["approver"],
             Action::Transition,
+            &Resource::Registry,
+            false
+        ));
+        assert!(ok(
+            &["approver"],
+            Action::Approve,
+            &Resource::Registry,
+            false
+        ));
+        assert!(!ok(
+            &["publisher"],
+            Action::Approve,
+            &Resource::Registry,
+            false
+        ));
+        assert!(!ok(
+            &["reader"],
+            Action::Approve,
             &Resource::Registry,
             false
         ));

@@ -141,6 +141,33 @@ impl Authorized {
         self.guard.access.governance()
     }
 
+    /// Records that a governance rule (not the Cedar policy) refused `action` on an
+    /// artifact version: a `deny` decision whose `policies` name the rule
+    /// (`governance.approvals`, `governance.separation_of_duties`) and whose `reason` says
+    /// why, so the audit log shows every refusal, not only the policy's. Queued like other
+    /// denials, not waited for.
+    pub fn record_governance_denial(
+        &self,
+        action: Action,
+        artifact: ArtifactAttrs,
+        rule: &str,
+        reason: &str,
+    ) -> Result<(), LogError> {
+        let policy = self.guard.access.policy();
+        let resource = Resource::Artifact(artifact);
+        let d = Decided {
+            principal: Some(&self.principal.id),
+            action: Some(action),
+            resource: Some(&resource),
+            outcome: Outcome::Deny,
+            policies: &[rule.to_string()],
+            reason: Some(reason),
+        };
+        self.guard
+            .record_at(&self.method, &self.path, self.peer, d, policy.digest())
+            .map(drop)
+    }
+
     /// Decides `action` on one artifact version and queues the audit record of the
     /// decision. Synchronous, so the registry can decide under the artifact's lock, on
     /// the state the write will build on. An allow returns the queued record: the caller
@@ -237,6 +264,7 @@ fn classify(method: &Method, path: &str, logs: &BTreeMap<String, String>) -> (Ac
             let action = match rest.first().copied() {
                 Some("publish") => Action::Publish,
                 Some("lifecycle") => Action::Transition,
+                Some("approve") => Action::Approve,
                 Some("alias") => Action::Alias,
                 Some("tombstone") => Action::Tombstone,
                 // metadata, lineage, attestation, and anything unknown (the router 404s)
@@ -630,6 +658,7 @@ mod tests {
             c(Method::POST, "/registry/v1/tombstone").0,
             Action::Tombstone
         );
+        assert_eq!(c(Method::POST, "/registry/v1/approve").0, Action::Approve);
         assert_eq!(c(Method::POST, "/registry/v1/metadata").0, Action::Annotate);
         assert_eq!(c(Method::GET, "/registry/v1/versions").0, Action::Read);
         assert_eq!(c(Method::PATCH, "/v2/x/blobs/uploads/1").0, Action::Upload);

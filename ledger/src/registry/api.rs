@@ -10,6 +10,7 @@ use super::intoto;
 use super::service::{Registry, RegistryError, Written};
 use super::state::{AliasState, VersionState};
 use crate::access::authz::{Action, ArtifactAttrs};
+use crate::access::http::Authorized;
 use crate::api_error::ApiError;
 use crate::http::{b64, note_str, tlog_proof_text, B64List, Query, B64};
 use axum::body::Bytes;
@@ -21,8 +22,8 @@ use axum::{Json, Router};
 use base64::prelude::*;
 use ledger_client::digest::Digest;
 use ledger_client::event::{
-    self, AliasMoved, ArtifactRef, Attestation, Event, Kind, Lifecycle, Lineage, Link, Metadata,
-    MetadataChanged, Published, Signature, Stage, Subject, Target, Tombstone,
+    self, AliasMoved, Approval, ArtifactRef, Attestation, Event, Kind, Lifecycle, Lineage, Link,
+    Metadata, MetadataChanged, Published, Signature, Stage, Subject, Target, Tombstone,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(r: Shared) -> Router<S> {
         .route("/registry/v1/publish", post(publish))
         .route("/registry/v1/metadata", post(metadata))
         .route("/registry/v1/lifecycle", post(lifecycle))
+        .route("/registry/v1/approve", post(approve))
         .route("/registry/v1/alias", post(alias))
         .route("/registry/v1/lineage", post(lineage))
         .route("/registry/v1/attestation", post(attestation))
@@ -230,6 +232,34 @@ fn artifact_attrs(
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
     })
+}
+
+/// A refusal by a governance rule (`governance.approvals`, `governance.separation_of_duties`)
+/// rather than by the Cedar policy: recorded in the access audit log as a `deny` naming
+/// the rule, then returned. The policy's allow for the same request is recorded before it,
+/// so the log reads "the policy allowed it, governance refused it".
+fn refuse(
+    a: &Authorized,
+    action: Action,
+    artifact: ArtifactAttrs,
+    rule: &str,
+    e: RegistryError,
+) -> RegistryError {
+    match a.record_governance_denial(action, artifact, rule, &e.to_string()) {
+        Ok(()) => e,
+        // Nothing is refused unrecorded either: without the record the answer is 503.
+        Err(log) => RegistryError::Log(log),
+    }
+}
+
+/// The stages `v` may move to next, for messages.
+fn successors(v: &VersionState) -> String {
+    let next: Vec<&str> = v.stage.successors().iter().map(|s| s.as_str()).collect();
+    if next.is_empty() {
+        "none".into()
+    } else {
+        next.join(", ")
+    }
 }
 
 /// The `sensitivity` metadata value policies test, `""` when unset.
@@ -441,13 +471,45 @@ async fn lifecycle(
                     q.version,
                     v.stage,
                     q.to,
-                    v.stage
-                        .successors()
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    successors(&v)
                 )));
+            }
+            // A transition with an approval rule needs its quorum now, counted under the
+            // artifact's lock from the approvals recorded since the stage was set (the
+            // catalog clears them at every transition).
+            if let Some(a) = &caller.0 {
+                let gov = a.governance();
+                if let Some(rule) = gov.rule(q.to) {
+                    let attrs = artifact_attrs(&r, &v, Some(q.to))?;
+                    let subject = format!("{}@{}", q.name, q.version);
+                    let publisher = attrs.publisher.clone();
+                    if gov.separation_of_duties && publisher == actor {
+                        let e = RegistryError::Forbidden(format!(
+                            "{actor} published {subject}; separation of duties: its publisher \
+                             cannot make a transition that needs approvals \
+                             (governance.separation_of_duties)"
+                        ));
+                        return Err(refuse(
+                            a,
+                            Action::Transition,
+                            attrs,
+                            "governance.separation_of_duties",
+                            e,
+                        ));
+                    }
+                    let excluded = gov.separation_of_duties.then_some(publisher.as_str());
+                    let tally = rule.tally(&v.approvals, excluded, super::service::now());
+                    if let Err(m) = rule.met(&tally, &subject) {
+                        let e = RegistryError::Conflict(m);
+                        return Err(refuse(
+                            a,
+                            Action::Transition,
+                            attrs,
+                            "governance.approvals",
+                            e,
+                        ));
+                    }
+                }
             }
             Ok(Event::Lifecycle(Lifecycle {
                 name: q.name.clone(),
@@ -455,6 +517,103 @@ async fn lifecycle(
                 from: v.stage,
                 to: q.to,
                 reason: q.reason.clone(),
+                prev: v.head,
+                actor: actor.clone(),
+                time: 0,
+            }))
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveReq {
+    name: String,
+    version: String,
+    /// The stage the approval is for: a successor of the version's current stage.
+    to: Stage,
+    comment: Option<String>,
+    /// Who approves; with access control, the principal (and optional).
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+/// Logs one approval of a transition (specs/access.md, "Governance"). With access control
+/// on: the policy's `approve` on the artifact, then the governance rules (the approver
+/// holds the rule's role; separation of duties). With it off there are no principals and
+/// no governance: the approval is recorded as given.
+async fn approve(
+    State(r): State<Shared>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    let q: ApproveReq = body(&headers, &raw)?;
+    let actor = caller.actor(q.actor.as_deref())?;
+    version_subject(&q.name, &q.version)?;
+    if let Some(c) = &q.comment {
+        check("comment", event::validate_text(c, event::MAX_COMMENT_BYTES))?;
+    }
+    version_write(
+        &r,
+        &q.name,
+        &q.version,
+        (&caller, Action::Approve, Some(q.to)),
+        |_, v| {
+            let subject = format!("{}@{}", q.name, q.version);
+            if !v.stage.can_transition_to(q.to) {
+                return Err(RegistryError::Conflict(format!(
+                    "{subject} is {}, which cannot move to {}; only a transition it can make \
+                     next can be approved (allowed: {})",
+                    v.stage,
+                    q.to,
+                    successors(&v)
+                )));
+            }
+            if let Some(a) = &caller.0 {
+                let gov = a.governance();
+                let attrs = artifact_attrs(&r, &v, Some(q.to))?;
+                if let Some(rule) = gov.rule(q.to) {
+                    if !a.principal.roles.contains(&rule.role) {
+                        let e = RegistryError::Forbidden(format!(
+                            "{actor} does not hold role {:?}, which approvals of moves to {} \
+                             need (governance.approvals)",
+                            rule.role, q.to
+                        ));
+                        return Err(refuse(a, Action::Approve, attrs, "governance.approvals", e));
+                    }
+                }
+                if gov.separation_of_duties && attrs.publisher == actor {
+                    let e = RegistryError::Forbidden(format!(
+                        "{actor} published {subject}; separation of duties: the publisher of a \
+                         version cannot approve it (governance.separation_of_duties)"
+                    ));
+                    return Err(refuse(
+                        a,
+                        Action::Approve,
+                        attrs,
+                        "governance.separation_of_duties",
+                        e,
+                    ));
+                }
+            }
+            if let Some(earlier) = v
+                .approvals
+                .iter()
+                .find(|x| x.to == q.to && x.at.actor == actor)
+            {
+                return Err(RegistryError::Conflict(format!(
+                    "{actor} already approved moving {subject} to {} (entry {}); each approver \
+                     counts once",
+                    q.to, earlier.at.index
+                )));
+            }
+            Ok(Event::Approval(Approval {
+                name: q.name.clone(),
+                version: q.version.clone(),
+                to: q.to,
+                comment: q.comment.clone(),
                 prev: v.head,
                 actor: actor.clone(),
                 time: 0,

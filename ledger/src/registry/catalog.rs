@@ -442,7 +442,7 @@ mod tests {
     use super::*;
     use crate::store::rocks::RocksDb;
     use bytes::Bytes;
-    use ledger_client::event::{Kind, Published};
+    use ledger_client::event::{Approval, Kind, Lifecycle, Prev, Published, Stage};
 
     fn open(dir: &std::path::Path) -> (RocksDb, Catalog) {
         let db = RocksDb::open(dir, &["artifacts".to_string()], 1 << 20).unwrap();
@@ -508,5 +508,124 @@ mod tests {
         assert_eq!((counts.accepted, counts.other), (1, 20));
         assert_eq!(c.dump().unwrap(), live);
         assert_eq!(c.get_u64(OTHER).unwrap(), 20);
+    }
+
+    /// Appends the entry `make` builds from the current head of m@1, applies it, and
+    /// returns the catalog's verdict.
+    fn next(c: &Catalog, log: &mut Vec<Bytes>, make: impl FnOnce(Prev) -> Event) -> Verdict {
+        let head = c.version("m", "1").unwrap().unwrap().head;
+        let entry = Bytes::from(make(head).encode());
+        log.push(entry.clone());
+        c.apply(log.len() as u64 - 1, &[entry])
+            .unwrap()
+            .pop()
+            .unwrap()
+    }
+
+    fn approval(actor: &str, to: Stage) -> impl FnOnce(Prev) -> Event {
+        let actor = actor.to_string();
+        move |prev| {
+            Event::Approval(Approval {
+                name: "m".into(),
+                version: "1".into(),
+                to,
+                comment: None,
+                prev,
+                actor,
+                time: 2,
+            })
+        }
+    }
+
+    fn rejected(v: Verdict, needle: &str) {
+        match v {
+            Verdict::Rejected(r) => assert!(r.contains(needle), "{r:?} lacks {needle:?}"),
+            other => panic!("{other:?}, want a rejection mentioning {needle:?}"),
+        }
+    }
+
+    #[test]
+    fn approvals_are_kept_until_the_stage_changes_and_the_log_alone_rejects_invalid_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, c) = open(dir.path());
+        let mut log = vec![published("1")];
+        c.apply(0, &log).unwrap();
+
+        assert_eq!(
+            next(&c, &mut log, approval("anna", Stage::Approved)),
+            Verdict::Accepted
+        );
+        // The same approver twice for the same stage: one voice per principal.
+        rejected(
+            next(&c, &mut log, approval("anna", Stage::Approved)),
+            "anna already approved moving m@1 to approved (entry 1)",
+        );
+        // A stage the version cannot reach next.
+        rejected(
+            next(&c, &mut log, approval("bob", Stage::Released)),
+            "m@1 is draft, which cannot move to released",
+        );
+        assert_eq!(
+            next(&c, &mut log, approval("bob", Stage::Approved)),
+            Verdict::Accepted
+        );
+        // Approvals of different stages are separate (revoked is a successor of draft too).
+        assert_eq!(
+            next(&c, &mut log, approval("anna", Stage::Revoked)),
+            Verdict::Accepted
+        );
+        let v = c.version("m", "1").unwrap().unwrap();
+        let seen: Vec<(&str, Stage, u64)> = v
+            .approvals
+            .iter()
+            .map(|a| (a.at.actor.as_str(), a.to, a.at.index))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("anna", Stage::Approved, 1),
+                ("bob", Stage::Approved, 4),
+                ("anna", Stage::Revoked, 5)
+            ]
+        );
+        assert_eq!(v.entries, 4, "rejected entries are not part of the chain");
+
+        // The transition clears them: they approved leaving draft, not what comes next.
+        assert_eq!(
+            next(&c, &mut log, |prev| Event::Lifecycle(Lifecycle {
+                name: "m".into(),
+                version: "1".into(),
+                from: Stage::Draft,
+                to: Stage::Approved,
+                reason: None,
+                prev,
+                actor: "rel".into(),
+                time: 3,
+            })),
+            Verdict::Accepted
+        );
+        assert!(c.version("m", "1").unwrap().unwrap().approvals.is_empty());
+        rejected(
+            next(&c, &mut log, approval("anna", Stage::Approved)),
+            "m@1 is approved, which cannot move to approved",
+        );
+        assert_eq!(
+            next(&c, &mut log, approval("anna", Stage::Released)),
+            Verdict::Accepted
+        );
+
+        // A pure function of the log: rebuilding from the entries gives the same bytes.
+        c.flush().unwrap();
+        let live = c.dump().unwrap();
+        let entries = log.clone();
+        let n = entries.len() as u64;
+        let counts = crate::registry::service::rebuild(
+            &c,
+            |a, b| Ok(entries[a as usize..b as usize].to_vec()),
+            n,
+        )
+        .unwrap();
+        assert_eq!((counts.accepted, counts.rejected), (6, 3));
+        assert_eq!(c.dump().unwrap(), live);
     }
 }

@@ -34,6 +34,17 @@ pub struct TombstoneRef {
     pub at: At,
 }
 
+/// One approval of a transition, recorded since the version's stage was last set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRef {
+    /// The stage the approval is for.
+    pub to: Stage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The approval's entry, its time and the approver.
+    pub at: At,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRef {
     pub link: Link,
@@ -59,6 +70,11 @@ pub struct VersionState {
     pub stage: Stage,
     /// The entry that set the current stage (the `published` entry for draft).
     pub stage_set: At,
+    /// Approvals recorded since `stage_set`, oldest first: a transition clears them, so an
+    /// approval of an earlier stage never counts towards a later one. Left out when empty,
+    /// which keeps the catalog of versions never approved byte-identical to before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRef>,
     pub lineage: Vec<LinkRef>,
     pub attestations: Vec<AttestationRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +142,7 @@ impl VersionState {
                     published: at(index, ev),
                     stage: Stage::INITIAL,
                     stage_set: at(index, ev),
+                    approvals: vec![],
                     lineage: vec![],
                     attestations: vec![],
                     tombstone: None,
@@ -175,6 +192,34 @@ impl VersionState {
                 }
                 s.stage = l.to;
                 s.stage_set = at(index, ev);
+                s.approvals.clear();
+            }
+            Event::Approval(a) => {
+                // Only a move the version can make next can be approved: approvals are
+                // counted for the transition out of the current stage, and cleared by it.
+                if !s.stage.can_transition_to(a.to) {
+                    return Err(format!(
+                        "{}@{} is {}, which cannot move to {}: only a transition it can make \
+                         next can be approved",
+                        s.name, s.version, s.stage, a.to
+                    ));
+                }
+                // One voice per approver: k approvals must come from k principals.
+                if let Some(earlier) = s
+                    .approvals
+                    .iter()
+                    .find(|x| x.to == a.to && x.at.actor == a.actor)
+                {
+                    return Err(format!(
+                        "{} already approved moving {}@{} to {} (entry {})",
+                        a.actor, s.name, s.version, a.to, earlier.at.index
+                    ));
+                }
+                s.approvals.push(ApprovalRef {
+                    to: a.to,
+                    comment: a.comment.clone(),
+                    at: at(index, ev),
+                });
             }
             Event::Lineage(l) => {
                 for link in &l.links {
