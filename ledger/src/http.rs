@@ -152,6 +152,31 @@ fn handle<'a>(s: &'a AppState, name: &str) -> Result<&'a LogHandle, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no log named {name:?}")))
 }
 
+/// With access control on, registry events reach the registry's log only through
+/// `/registry/v1`, where the actor is the principal and governance applies: a raw append
+/// of a well-formed event (say, an approval) would bypass both, since the catalog applies
+/// any valid event whichever route logged it.
+fn refuse_raw_registry_events<'a>(
+    s: &AppState,
+    log: &str,
+    mut entries: impl Iterator<Item = &'a [u8]>,
+) -> Result<(), ApiError> {
+    if s.guard.is_none() || s.artifacts.log.name != log {
+        return Ok(());
+    }
+    match entries.position(|e| ledger_client::event::Event::decode(e).is_ok()) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "entry {i} is a registry event; with access control on, registry events are \
+                 written through /registry/v1 (specs/access.md)"
+            ),
+        )),
+    }
+}
+
 /// A log that accepts entries over HTTP.
 fn writable_handle<'a>(s: &'a AppState, name: &str) -> Result<&'a LogHandle, ApiError> {
     let h = handle(s, name)?;
@@ -403,6 +428,7 @@ async fn add(
             "an entry must be 1 to 65535 bytes; this one is empty",
         ));
     }
+    refuse_raw_registry_events(&s, &log, std::iter::once(&entry[..]))?;
     let leaf = ledger_client::merkle::leaf_hash(&entry);
     let receipt = sequence(h, vec![(entry, leaf)]).await?;
     let Sequenced {
@@ -519,6 +545,7 @@ async fn add_batch(
             decoded.len()
         )));
     }
+    refuse_raw_registry_events(&s, &log, decoded.iter().copied())?;
     let entries: Vec<(Bytes, Hash)> = decoded
         .iter()
         .map(|e| {

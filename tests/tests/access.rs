@@ -750,6 +750,16 @@ fn beyond_max_concurrent_requests_the_answer_is_503_and_a_held_request_still_com
     assert_eq!(get(&l.url("/artifacts/checkpoint"), None).status, 200);
 }
 
+/// The logged bytes (base64) of the publication of m@1, from the registry's entry endpoint.
+fn r_entry(l: &Ledger, token: &str) -> String {
+    let v = get(&l.url("/registry/v1/version?name=m&version=1"), Some(token));
+    assert_eq!(v.status, 200, "{}", v.text());
+    let index = v.json()["version"]["published"]["index"].as_u64().unwrap();
+    let e = get(&l.url(&format!("/registry/v1/entry/{index}")), Some(token));
+    assert_eq!(e.status, 200, "{}", e.text());
+    e.json()["entry"].as_str().unwrap().to_string()
+}
+
 fn upload_blob(l: &Ledger, token: &str, bytes: &[u8]) -> String {
     let d = ledger_client::digest::Digest::of(bytes).to_string();
     let r = call(
@@ -817,6 +827,13 @@ fn registry_changes_are_made_as_the_principal_and_checked_against_the_artifact()
         "{}",
         r.text()
     );
+    // Events go through the registry only: a raw append of one (here a copy of the
+    // publication, as it would be of a forged approval) is refused; opaque entries are not.
+    let event = BASE64_STANDARD.decode(r_entry(&l, &publisher)).unwrap();
+    let r = add(&l, Some(&publisher), &event);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("registry event"), "{}", r.text());
+    assert_eq!(add(&l, Some(&publisher), b"an opaque entry").status, 200);
     // A reader is refused at the route, before the body is read.
     let r = registry_write(
         &l,

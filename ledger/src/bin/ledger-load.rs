@@ -35,6 +35,10 @@ struct Cli {
     /// Skip the machine-limit measurements.
     #[arg(long)]
     no_machine: bool,
+    /// File holding a bearer credential, sent with every request (a ledger with access
+    /// control; measures the cost of authentication, authorization and the audit log).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -114,6 +118,8 @@ enum Mode {
 struct Target {
     host: String,
     path: String,
+    /// `authorization: Bearer ...\r\n`, or empty.
+    auth: String,
 }
 
 fn parse_url(url: &str) -> Result<Target> {
@@ -124,6 +130,7 @@ fn parse_url(url: &str) -> Result<Target> {
     Ok(Target {
         host: host.to_string(),
         path: format!("/{}", path.trim_end_matches('/')),
+        auth: String::new(),
     })
 }
 
@@ -165,9 +172,10 @@ async fn request(
     c.req.clear();
     write!(
         c.req,
-        "{method} {}{path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        "{method} {}{path} HTTP/1.1\r\nhost: {}\r\n{}content-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
         t.path,
         t.host,
+        t.auth,
         body.len()
     )?;
     c.req.extend_from_slice(&body);
@@ -407,7 +415,20 @@ fn print_stats(label: &str, stats: &Stats, secs: f64) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let t = Arc::new(parse_url(&cli.url)?);
+    let mut target = parse_url(&cli.url)?;
+    if let Some(f) = &cli.token_file {
+        let token = std::fs::read_to_string(f)
+            .with_context(|| format!("reading token file {}", f.display()))?;
+        let token = token.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!(
+                "token file {} must hold one credential of printable ASCII",
+                f.display()
+            );
+        }
+        target.auth = format!("authorization: Bearer {token}\r\n");
+    }
+    let t = Arc::new(target);
     let size = cli.entry_size;
     if !(1..=65535).contains(&size) {
         bail!("--entry-size must be 1..=65535");
