@@ -50,15 +50,16 @@ struct Decided<'a> {
 }
 
 impl Guard {
-    /// Queues the audit record of one decision. A full audit pool refuses the request
-    /// (503): nothing is answered without its record.
+    /// Queues the audit record of one decision. When the audit pool refuses it, the
+    /// caller refuses the request (503, [`audit_unavailable`]): nothing is answered
+    /// without its record.
     fn record(
         &self,
         req: &Request,
         peer: SocketAddr,
         d: Decided<'_>,
         policy_digest: &str,
-    ) -> Result<Queued, Response> {
+    ) -> Result<Queued, LogError> {
         self.record_at(
             req.method().as_str(),
             req.uri().path(),
@@ -66,7 +67,6 @@ impl Guard {
             d,
             policy_digest,
         )
-        .map_err(audit_unavailable)
     }
 
     fn record_at(
@@ -360,7 +360,7 @@ pub async fn guard(
                     ),
                     wait,
                 ),
-                Err(busy) => busy,
+                Err(e) => audit_unavailable(e),
             };
         }
         let d = Decided {
@@ -373,7 +373,7 @@ pub async fn guard(
         };
         match g.record(req, peer, d, digest) {
             Ok(_queued) => unauthorized(reason),
-            Err(busy) => busy,
+            Err(e) => audit_unavailable(e),
         }
     };
     // A Bearer credential, when present, decides alone: a request that names a principal
@@ -416,7 +416,7 @@ pub async fn guard(
         };
         return match g.record(&req, peer, d, digest) {
             Ok(_queued) => too_many(format!("{} is over its request rate", principal.id), wait),
-            Err(busy) => busy,
+            Err(e) => audit_unavailable(e),
         };
     }
     // Who-am-I and sessions only need a valid credential: they are about the caller.
@@ -460,7 +460,7 @@ pub async fn guard(
     };
     let queued = match g.record(&req, peer, d, digest) {
         Ok(q) => q,
-        Err(busy) => return busy,
+        Err(e) => return audit_unavailable(e),
     };
     if !allowed {
         let message = match error {

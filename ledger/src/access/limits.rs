@@ -8,7 +8,7 @@
 use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 /// `limits` in the access configuration (specs/access.md, "Abuse limits").
@@ -114,9 +114,8 @@ impl RateLimiter {
 
     /// Takes one token from `key`'s bucket, or says how long until one is there.
     pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let mut shard = self.shards[h.finish() as usize % SHARDS].lock();
+        let shard_index = self.hasher.hash_one(key) as usize % SHARDS;
+        let mut shard = self.shards[shard_index].lock();
         if shard.len() >= MAX_KEYS_PER_SHARD && !shard.contains_key(key) {
             self.forget_idle(&mut shard, now);
         }
