@@ -222,3 +222,49 @@ pub fn get(a: &ureq::Agent, url: &str) -> Result<Resp, String> {
 pub fn post(a: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> Result<Resp, String> {
     collect(a.post(url).header("content-type", content_type).send(body))
 }
+
+/// Checks a registry write's receipt offline, as a client would: the checkpoint verifies
+/// under the `artifacts` log's key, the entry's leaf is included in it, and the entry is
+/// exactly the event the answer describes. Returns its index and the event.
+pub fn verified_receipt(l: &Ledger, r: &Resp) -> (u64, ledger_client::event::Event) {
+    use base64::prelude::*;
+    use ledger_client::merkle::{hash_from_base64, leaf_hash, verify_inclusion, Hash};
+    let j = r.json();
+    let entry = BASE64_STANDARD
+        .decode(j["entry"].as_str().unwrap())
+        .unwrap();
+    let cp = ledger_client::checkpoint::verify_checkpoint(
+        j["checkpoint"].as_str().unwrap().as_bytes(),
+        &[l.vkey("artifacts")],
+        None,
+    )
+    .unwrap();
+    let proof: Vec<Hash> = j["inclusion_proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash_from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let index = j["index"].as_u64().unwrap();
+    verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).unwrap();
+    let ev = ledger_client::event::Event::decode(&entry).unwrap();
+    assert_eq!(serde_json::to_value(&ev).unwrap(), j["event"]);
+    (index, ev)
+}
+
+/// `ledger token create` on a stopped ledger's data directory: the token it prints.
+pub fn offline_token(data: &Path, principal: &str, role: &str) -> String {
+    let out = Command::new(binary("ledger"))
+        .arg("token")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["create", "--principal", principal, "--role", role])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -4,7 +4,7 @@
 
 use base64::prelude::*;
 use ed25519_dalek::{Signer, SigningKey};
-use ledger_e2e::{agent, binary, request, Ledger, Resp};
+use ledger_e2e::{agent, binary, offline_token, request, Ledger, Resp};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -30,23 +30,6 @@ fn add(l: &Ledger, token: Option<&str>, entry: &[u8]) -> Resp {
         entry,
         "application/octet-stream",
     )
-}
-
-/// `ledger token create` on a stopped ledger.
-fn offline_token(data: &Path, principal: &str, role: &str) -> String {
-    let out = Command::new(binary("ledger"))
-        .arg("token")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["create", "--principal", principal, "--role", role])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn b64url(b: &[u8]) -> String {
@@ -1289,29 +1272,8 @@ fn token_with_roles(l: &Ledger, admin: &str, principal: &str, roles: &[&str]) ->
 /// under the log's key, the entry's leaf is included in it, and the entry is exactly the
 /// event the answer describes.
 fn verified_receipt(l: &Ledger, r: &Resp) -> (u64, ledger_client::event::Event) {
-    use ledger_client::merkle::{hash_from_base64, leaf_hash, verify_inclusion, Hash};
     assert_eq!(r.status, 201, "{}", r.text());
-    let j = r.json();
-    let entry = BASE64_STANDARD
-        .decode(j["entry"].as_str().unwrap())
-        .unwrap();
-    let cp = ledger_client::checkpoint::verify_checkpoint(
-        j["checkpoint"].as_str().unwrap().as_bytes(),
-        &[l.vkey("artifacts")],
-        None,
-    )
-    .unwrap();
-    let proof: Vec<Hash> = j["inclusion_proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash_from_base64(h.as_str().unwrap()).unwrap())
-        .collect();
-    let index = j["index"].as_u64().unwrap();
-    verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).unwrap();
-    let ev = ledger_client::event::Event::decode(&entry).unwrap();
-    assert_eq!(serde_json::to_value(&ev).unwrap(), j["event"]);
-    (index, ev)
+    ledger_e2e::verified_receipt(l, r)
 }
 
 fn approve(l: &Ledger, token: &str, version: &str, to: &str) -> Resp {

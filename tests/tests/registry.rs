@@ -3,10 +3,8 @@
 //! with receipts, the catalog's answers, and `ledger reindex` rebuilding the same catalog.
 
 use base64::prelude::*;
-use ledger_client::checkpoint::verify_checkpoint;
 use ledger_client::digest::Digest;
 use ledger_client::event::Event;
-use ledger_client::merkle::{hash_from_base64, leaf_hash, verify_inclusion, Hash};
 use ledger_e2e::{agent, binary, get, post, request, Ledger, Resp};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -65,27 +63,7 @@ fn verified(l: &Ledger, r: &Resp) -> (u64, Event) {
         r.status,
         r.text()
     );
-    let j = r.json();
-    let entry = BASE64_STANDARD
-        .decode(j["entry"].as_str().unwrap())
-        .unwrap();
-    let cp = verify_checkpoint(
-        j["checkpoint"].as_str().unwrap().as_bytes(),
-        &[l.vkey("artifacts")],
-        None,
-    )
-    .unwrap();
-    let proof: Vec<Hash> = j["inclusion_proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash_from_base64(h.as_str().unwrap()).unwrap())
-        .collect();
-    let index = j["index"].as_u64().unwrap();
-    verify_inclusion(&leaf_hash(&entry), index, cp.size, &proof, &cp.root).unwrap();
-    let ev = Event::decode(&entry).unwrap();
-    assert_eq!(serde_json::to_value(&ev).unwrap(), j["event"]);
-    (index, ev)
+    ledger_e2e::verified_receipt(l, r)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! (a P-256 CA, a server certificate for 127.0.0.1, client certificates), independently of
 //! the rustls code under test; clients are ureq (rustls) and curl (OpenSSL, for HTTP/2).
 
-use ledger_e2e::{binary, request, Ledger, Resp};
+use ledger_e2e::{binary, offline_token, request, Ledger, Resp};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -443,23 +443,6 @@ fn a_client_that_connects_and_says_nothing_does_not_stall_others() {
         waited > Duration::from_secs(8) && waited < Duration::from_secs(20),
         "closed after {waited:?}"
     );
-}
-
-/// `ledger token create` on a stopped ledger.
-fn offline_token(data: &Path, principal: &str, role: &str) -> String {
-    let out = Command::new(binary("ledger"))
-        .arg("token")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["create", "--principal", principal, "--role", role])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The access audit log's records, from a checkpoint verified under its own key.

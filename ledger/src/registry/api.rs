@@ -189,15 +189,20 @@ async fn version_write(
     name: &str,
     version: &str,
     (caller, action, target_stage): (&Caller, Action, Option<Stage>),
-    build: impl FnOnce(&super::catalog::Catalog, VersionState) -> Result<Event, RegistryError>,
+    build: impl FnOnce(
+        &super::catalog::Catalog,
+        VersionState,
+        Option<&ArtifactAttrs>,
+    ) -> Result<Event, RegistryError>,
 ) -> Result<Response, ApiError> {
     let subject = version_subject(name, version)?;
     let mut pending = Pending::default();
     let w = r
         .write(subject, |c| {
             let v = existing_version(c, name, version)?;
-            caller.permit(action, artifact_attrs(r, &v, target_stage)?, &mut pending)?;
-            build(c, v)
+            let attrs =
+                caller.permit(action, || artifact_attrs(r, &v, target_stage), &mut pending)?;
+            build(c, v, attrs.as_ref())
         })
         .await?;
     pending.durable().await?;
@@ -259,6 +264,25 @@ fn successors(v: &VersionState) -> String {
         "none".into()
     } else {
         next.join(", ")
+    }
+}
+
+/// What the policy sees of a version being published: a draft, by its publisher.
+fn publication_attrs(
+    name: &str,
+    version: &str,
+    kind: Kind,
+    meta: Option<&Metadata>,
+    publisher: &str,
+) -> ArtifactAttrs {
+    ArtifactAttrs {
+        name: name.to_string(),
+        version: version.to_string(),
+        kind: kind.as_str().to_string(),
+        stage: Stage::Draft.as_str().to_string(),
+        sensitivity: sensitivity(meta),
+        publisher: publisher.to_string(),
+        target_stage: String::new(),
     }
 }
 
@@ -336,14 +360,14 @@ async fn publish(
         .write(subject, |c| {
             caller.permit(
                 Action::Publish,
-                ArtifactAttrs {
-                    name: q.name.clone(),
-                    version: q.version.clone(),
-                    kind: q.kind.as_str().to_string(),
-                    stage: Stage::Draft.as_str().to_string(),
-                    sensitivity: sensitivity(q.meta.as_ref()),
-                    publisher: actor.clone(),
-                    target_stage: String::new(),
+                || {
+                    Ok(publication_attrs(
+                        &q.name,
+                        &q.version,
+                        q.kind,
+                        q.meta.as_ref(),
+                        &actor,
+                    ))
                 },
                 &mut pending,
             )?;
@@ -416,7 +440,7 @@ async fn metadata(
         &q.name,
         &q.version,
         (&caller, Action::Annotate, None),
-        |_, v| {
+        |_, v, _| {
             // New metadata replaces the old: it must still say what its kind requires.
             if let (Some(a), Some(meta)) = (&caller.0, &q.meta) {
                 a.governance()
@@ -463,7 +487,7 @@ async fn lifecycle(
         &q.name,
         &q.version,
         (&caller, Action::Transition, Some(q.to)),
-        |_, v| {
+        |_, v, attrs| {
             if !v.stage.can_transition_to(q.to) {
                 return Err(RegistryError::Conflict(format!(
                     "{}@{} is {}; it cannot move to {} (allowed: {})",
@@ -477,10 +501,11 @@ async fn lifecycle(
             // A transition with an approval rule needs its quorum now, counted under the
             // artifact's lock from the approvals recorded since the stage was set (the
             // catalog clears them at every transition).
-            if let Some(a) = &caller.0 {
+            // `attrs` is there exactly when access control is (Caller::permit).
+            if let (Some(a), Some(attrs)) = (&caller.0, attrs) {
                 let gov = a.governance();
                 if let Some(rule) = gov.rule(q.to) {
-                    let attrs = artifact_attrs(&r, &v, Some(q.to))?;
+                    let attrs = attrs.clone();
                     let subject = format!("{}@{}", q.name, q.version);
                     let publisher = attrs.publisher.clone();
                     if gov.separation_of_duties && publisher == actor {
@@ -560,7 +585,7 @@ async fn approve(
         &q.name,
         &q.version,
         (&caller, Action::Approve, Some(q.to)),
-        |_, v| {
+        |_, v, attrs| {
             let subject = format!("{}@{}", q.name, q.version);
             if !v.stage.can_transition_to(q.to) {
                 return Err(RegistryError::Conflict(format!(
@@ -571,9 +596,10 @@ async fn approve(
                     successors(&v)
                 )));
             }
-            if let Some(a) = &caller.0 {
+            // `attrs` is there exactly when access control is (Caller::permit).
+            if let (Some(a), Some(attrs)) = (&caller.0, attrs) {
                 let gov = a.governance();
-                let attrs = artifact_attrs(&r, &v, Some(q.to))?;
+                let attrs = attrs.clone();
                 if let Some(rule) = gov.rule(q.to) {
                     if !a.principal.roles.contains(&rule.role) {
                         let e = RegistryError::Forbidden(format!(
@@ -669,7 +695,7 @@ async fn alias(
                 (None, _) => None,
             };
             if let Some(t) = &target {
-                caller.permit(Action::Alias, artifact_attrs(&r, t, None)?, &mut pending)?;
+                caller.permit(Action::Alias, || artifact_attrs(&r, t, None), &mut pending)?;
             }
             if old.as_ref().map(|a| &a.version) == Some(&q.version)
                 || (old.is_none() && q.version.is_none())
@@ -721,7 +747,7 @@ async fn lineage(
         &q.name,
         &q.version,
         (&caller, Action::Annotate, None),
-        |c, v| {
+        |c, v, _| {
             for l in &q.links {
                 if let Target::Artifact(t) = &l.target {
                     let target = c.version(&t.name, &t.version)?.ok_or_else(|| {
@@ -815,7 +841,7 @@ async fn attestation(
         &q.name,
         &q.version,
         (&caller, Action::Annotate, None),
-        |_, v| {
+        |_, v, _| {
             if !claims.subjects.contains(&v.digest) {
                 return Err(RegistryError::Invalid(format!(
                     "the statement is about {}, not about {}@{} ({})",
@@ -871,7 +897,7 @@ async fn tombstone(
             let v = existing_version(c, &q.name, &q.version)?;
             caller.permit(
                 Action::Tombstone,
-                artifact_attrs(&r, &v, None)?,
+                || artifact_attrs(&r, &v, None),
                 &mut pending,
             )?;
             Ok(Event::Tombstone(Tombstone {
@@ -1019,15 +1045,13 @@ async fn check_write(
             if let Err(e) = a.governance().check_metadata(kind, q.meta.as_ref()) {
                 problems.push(e);
             }
-            Some(ArtifactAttrs {
-                name: q.name.clone(),
-                version: q.version.clone(),
-                kind: kind.as_str().to_string(),
-                stage: Stage::Draft.as_str().to_string(),
-                sensitivity: sensitivity(q.meta.as_ref()),
-                publisher: a.principal.id.clone(),
-                target_stage: String::new(),
-            })
+            Some(publication_attrs(
+                &q.name,
+                &q.version,
+                kind,
+                q.meta.as_ref(),
+                &a.principal.id,
+            ))
         }
         (_, None) => {
             problems.push(format!("{}@{} is not published", q.name, q.version));

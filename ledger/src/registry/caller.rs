@@ -69,18 +69,20 @@ impl Caller {
 
     /// Whether the caller may do `action` to this artifact version (nothing to check
     /// with access control off). Runs under the artifact's lock, on the state the write
-    /// builds on.
+    /// builds on. `artifact` is only called with access control on (it may read the
+    /// log); the attributes it gave are returned for the write's own governance checks.
     pub fn permit(
         &self,
         action: Action,
-        artifact: ArtifactAttrs,
+        artifact: impl FnOnce() -> Result<ArtifactAttrs, RegistryError>,
         pending: &mut Pending,
-    ) -> Result<(), RegistryError> {
-        let Some(a) = &self.0 else { return Ok(()) };
-        match a.decide_artifact(action, artifact) {
+    ) -> Result<Option<ArtifactAttrs>, RegistryError> {
+        let Some(a) = &self.0 else { return Ok(None) };
+        let attrs = artifact()?;
+        match a.decide_artifact(action, attrs.clone()) {
             Ok(q) => {
                 pending.0.push(q);
-                Ok(())
+                Ok(Some(attrs))
             }
             Err(ArtifactRefusal::Denied(m)) => Err(RegistryError::Forbidden(m)),
             Err(ArtifactRefusal::AuditUnavailable(e)) => Err(RegistryError::Log(e)),
