@@ -1084,6 +1084,46 @@ fn policy_check_answers_for_the_caller_without_writing_anything() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("LEDGER_TOKEN"), "{err}");
 
+    // The endpoint itself names what is wrong with a hostile body.
+    for (body, status, what) in [
+        (
+            json!({"action": "fly", "name": "m", "version": "1"}),
+            422,
+            "action must be",
+        ),
+        (
+            json!({"action": "publish", "name": "m", "version": "1"}),
+            422,
+            "needs the kind",
+        ),
+        (
+            json!({"action": "transition", "name": "m", "version": "1"}),
+            422,
+            "needs to",
+        ),
+        (
+            json!({"action": "publish", "name": "../m", "version": "1", "kind": "model"}),
+            422,
+            "name",
+        ),
+        (
+            json!({"action": "publish", "name": "m", "version": "1", "kind": "model", "x": 1}),
+            400,
+            "unknown field",
+        ),
+    ] {
+        let r = registry_write(&l, &publisher, "check", body.clone());
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert!(r.text().contains(what), "{body}: {}", r.text());
+    }
+    let r = call(
+        "POST",
+        &l.url("/registry/v1/check"),
+        Some(&publisher),
+        b"{",
+        "application/json",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(size(&l), before, "a check writes nothing to the log");
 }
 
