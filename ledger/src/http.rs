@@ -102,7 +102,10 @@ fn routes(state: Shared) -> Router {
             "/v2/{*rest}",
             axum::routing::any(crate::registry::oci::dispatch),
         )
-        .with_state(state.uploads.clone());
+        .with_state(crate::registry::oci::Oci {
+            uploads: state.uploads.clone(),
+            registry: state.artifacts.clone(),
+        });
     let entries = Router::new()
         .route("/{log}/tile/entries/{*path}", get(entry_bundle))
         // c2sp.org/tlog-tiles#log-entries: "Entry bundles SHOULD be compressed at the HTTP
@@ -132,7 +135,8 @@ fn routes(state: Shared) -> Router {
             None => Router::new(),
         })
         .merge(match &state.guard {
-            Some(g) => crate::access::http::router(g.clone()),
+            Some(g) => crate::access::http::router(g.clone())
+                .merge(crate::registry::grants::router(state.artifacts.clone())),
             None => Router::new(),
         })
         .fallback(|| async { ApiError::not_found("no such endpoint (see specs/api.md)") })

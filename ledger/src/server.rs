@@ -380,10 +380,15 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
     let guard = match &config.access_config {
         Some(path) => {
             let (tdb, tcf) = db.process_family("access/tokens");
+            let (gdb, gcf) = db.process_family("access/grants");
+            let grants =
+                crate::access::grants::GrantStore::open(gdb, gcf, crate::access::tokens::now())
+                    .context("loading access grants")?;
             let access = crate::access::config::Access::load(
                 path,
                 &key_dir,
                 crate::access::tokens::TokenStore::new(tdb, tcf),
+                grants,
             )
             .with_context(|| format!("access control ({})", path.display()))?;
             if access.tokens.is_empty().unwrap_or(false) {

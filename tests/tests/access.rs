@@ -1194,8 +1194,23 @@ fn the_authorization_matrix_of_the_shipped_policies_holds_route_by_route() {
             "application/json",
             "tombstone",
         ),
+        (
+            "POST",
+            "/registry/v1/approve",
+            "application/json",
+            "approve",
+        ),
+        ("POST", "/access/v1/grants", "application/json", "grant"),
+        ("GET", "/access/v1/grants", "text/plain", "read"),
+        (
+            "DELETE",
+            "/access/v1/grants/g0000000000000000",
+            "text/plain",
+            "grant",
+        ),
         ("GET", "/metrics", "text/plain", "admin"),
         ("GET", "/access/v1/tokens", "text/plain", "admin"),
+        ("POST", "/access/v1/policy/reload", "text/plain", "admin"),
     ];
     let allowed = |role: &str, action: &str| -> bool {
         match role {
@@ -1204,7 +1219,10 @@ fn the_authorization_matrix_of_the_shipped_policies_holds_route_by_route() {
                 action,
                 "read" | "download" | "upload" | "publish" | "annotate" | "append"
             ),
-            "approver" => matches!(action, "read" | "transition" | "alias"),
+            "approver" => matches!(
+                action,
+                "read" | "transition" | "alias" | "approve" | "grant"
+            ),
             // Tombstones need a second factor, which an API token is not.
             "admin" => action != "tombstone",
             _ => false,
@@ -1690,4 +1708,250 @@ fn without_access_control_approvals_are_logged_as_given_with_no_roles_or_separat
         json!({"name": "m", "version": "1", "to": "approved", "actor": "paul"}),
     );
     assert_eq!(r.status, 201, "{}", r.text());
+}
+
+fn blob(l: &Ledger, method: &str, token: &str, digest: &str) -> Resp {
+    call(
+        method,
+        &l.url(&format!("/v2/models/m/blobs/{digest}")),
+        Some(token),
+        b"",
+        "text/plain",
+    )
+}
+
+fn grant(l: &Ledger, token: &str, body: serde_json::Value) -> Resp {
+    call(
+        "POST",
+        &l.url("/access/v1/grants"),
+        Some(token),
+        body.to_string().as_bytes(),
+        "application/json",
+    )
+}
+
+#[test]
+fn a_restricted_models_bytes_are_downloaded_only_under_a_logged_grant_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SigningKey::from_bytes(&[9; 32]);
+    let (data, admin) = setup(dir.path(), &ci);
+    let config = json!({
+        "oidc": [{
+            "issuer": ISSUER, "audience": "ledger", "jwks_file": "ci-jwks.json",
+            "attributes": {"repository": "repository"},
+            "roles": [{"role": "approver", "claims": {"repository": "org/approvals"}}]
+        }],
+        "grants": {"max_seconds": 3600}
+    });
+    std::fs::write(dir.path().join("grants.json"), config.to_string()).unwrap();
+    let cfg = dir.path().join("grants.json");
+    let args = ["--access-config", cfg.to_str().unwrap()];
+    let mut l = Ledger::start(&data, &args);
+    let publisher = token_over_http(&l, &admin, "paul", "publisher");
+    let approver = token_over_http(&l, &admin, "anna", "approver");
+    let reader = token_over_http(&l, &admin, "rita", "reader");
+    let steward = jwt(
+        &ci,
+        "k1",
+        "EdDSA",
+        &json!({"iss": ISSUER, "aud": "ledger", "sub": "repo:org/approvals",
+                "exp": now() + 600, "iat": now(), "repository": "org/approvals", "amr": ["mfa"]}),
+    );
+    let secret = upload_blob(&l, &publisher, b"restricted weights");
+    let open = upload_blob(&l, &publisher, b"open weights");
+    for (version, digest, meta) in [
+        ("1", &secret, json!({"sensitivity": "restricted"})),
+        ("2", &open, json!({"sensitivity": "public"})),
+    ] {
+        let r = registry_write(
+            &l,
+            &publisher,
+            "publish",
+            json!({"name": "m", "version": version, "kind": "model", "digest": digest, "meta": meta}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+
+    // Without a grant nobody has the restricted bytes, not even their publisher or an
+    // admin; the unrestricted version's bytes are there for any reader.
+    assert_eq!(blob(&l, "GET", &reader, &open).body, b"open weights");
+    for who in [&reader, &publisher, &admin] {
+        for method in ["GET", "HEAD"] {
+            let r = blob(&l, method, who, &secret);
+            assert_eq!(r.status, 403, "{method}: {}", r.text());
+        }
+    }
+    let r = blob(&l, "GET", &reader, &secret);
+    assert_eq!(r.json()["errors"][0]["code"], "DENIED");
+    let m = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.contains("rita may not download Ledger::Artifact::\"m@1\"")
+            && m.contains("restricted-downloads-need-a-grant"),
+        "{m}"
+    );
+
+    // Granting a restricted version takes a second factor; readers cannot grant at all,
+    // and nobody grants to themselves.
+    let ask = |expires: u64| {
+        json!({"principal": "rita", "name": "m", "version": "1",
+               "expires_in_seconds": expires, "reason": "incident 7: compare outputs"})
+    };
+    let r = grant(&l, &approver, ask(600));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(message(&r).contains("restricted-needs-mfa"), "{}", r.text());
+    assert_eq!(grant(&l, &reader, ask(600)).status, 403);
+    let mut to_self = ask(600);
+    to_self["principal"] = json!(format!("{ISSUER}#repo:org/approvals"));
+    let r = grant(&l, &steward, to_self);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(message(&r).contains("itself"), "{}", r.text());
+
+    // Malformed and hostile grant requests get clear errors and grant nothing.
+    let mut bad: Vec<(serde_json::Value, u16, &str)> = vec![
+        (ask(0), 422, "1 to 3600 seconds"),
+        (ask(3601), 422, "1 to 3600 seconds"),
+        (ask(u64::MAX), 422, "1 to 3600 seconds"),
+    ];
+    for (field, value, status, says) in [
+        ("reason", json!(""), 422, "reason is required"),
+        ("reason", json!("x\u{1b}[2J"), 422, "printable"),
+        ("reason", json!("r".repeat(600)), 422, "at most 512 bytes"),
+        ("principal", json!("r ita"), 422, "principal"),
+        ("principal", json!(""), 422, "principal"),
+        ("version", json!("9"), 404, "is not published"),
+        ("version", json!("../1"), 422, "version"),
+        ("name", json!("M"), 422, "name"),
+        ("expires_in_seconds", json!(-1), 400, "body"),
+        ("principal", json!(7), 400, "body"),
+        ("until", json!("forever"), 400, "unknown field"),
+    ] {
+        let mut b = ask(600);
+        b[field] = value;
+        bad.push((b, status, says));
+    }
+    for (b, status, says) in bad {
+        let r = grant(&l, &steward, b.clone());
+        assert_eq!(r.status, status, "{b}: {}", r.text());
+        assert!(message(&r).contains(says), "{b}: {}", r.text());
+    }
+    let r = call(
+        "POST",
+        &l.url("/access/v1/grants"),
+        Some(&steward),
+        ask(600).to_string().as_bytes(),
+        "text/plain",
+    );
+    assert_eq!(r.status, 415, "{}", r.text());
+    let huge = format!("{{\"reason\": \"{}\"}}", "x".repeat(8000));
+    let r = call(
+        "POST",
+        &l.url("/access/v1/grants"),
+        Some(&steward),
+        huge.as_bytes(),
+        "application/json",
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(
+        get(&l.url("/access/v1/grants"), Some(&admin)).json()["grants"],
+        json!([])
+    );
+
+    // A grant by someone allowed to give it: rita, and only rita, has the bytes.
+    let r = grant(&l, &steward, ask(600));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let g = r.json()["grant"].clone();
+    assert_eq!(g["principal"], "rita");
+    assert_eq!(g["artifact"], "m@1");
+    assert_eq!(g["granted_by"], format!("{ISSUER}#repo:org/approvals"));
+    assert_eq!(
+        g["not_after"].as_u64().unwrap(),
+        g["not_before"].as_u64().unwrap() + 600
+    );
+    let id = g["id"].as_str().unwrap().to_string();
+    let r = blob(&l, "GET", &reader, &secret);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, b"restricted weights");
+    assert_eq!(blob(&l, "GET", &publisher, &secret).status, 403);
+    let me = get(&l.url("/access/v1/whoami"), Some(&reader)).json();
+    assert_eq!(me["grants"][0]["id"], id.as_str(), "{me}");
+    assert_eq!(
+        get(&l.url("/access/v1/whoami"), Some(&publisher)).json()["grants"],
+        json!([])
+    );
+
+    // The grant is an entry of the audit log, at the index the answer gave, inside the
+    // signed tree; so are the refused and the allowed downloads.
+    assert_eq!(add(&l, Some(&admin), b"flush").status, 200);
+    let (_, entries) = audit_raw(&l, &admin);
+    let at = g["audit_index"].as_u64().unwrap() as usize;
+    let logged: serde_json::Value = serde_json::from_slice(&entries[at]).unwrap();
+    assert_eq!(logged["type"], "grant");
+    assert_eq!(logged["id"], id.as_str());
+    assert_eq!(logged["principal"], "rita");
+    assert_eq!(logged["artifact"], "m@1");
+    assert_eq!(logged["granted_by"], g["granted_by"]);
+    assert_eq!(logged["not_after"], g["not_after"]);
+    assert_eq!(logged["reason"], "incident 7: compare outputs");
+    let records = audit_records(&l, &admin);
+    let downloads: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            r["principal"] == "rita"
+                && r["action"] == "download"
+                && r["resource"] == "Ledger::Artifact::\"m@1\""
+        })
+        .map(|r| r["decision"].as_str().unwrap())
+        .collect();
+    // GET, HEAD and GET again refused, then the download under the grant.
+    assert_eq!(downloads, ["deny", "deny", "deny", "allow"], "{records:#?}");
+
+    // Revocation is logged and immediate; revoking again finds nothing.
+    let revoke = |token: &str, id: &str| {
+        call(
+            "DELETE",
+            &l.url(&format!("/access/v1/grants/{id}")),
+            Some(token),
+            b"",
+            "text/plain",
+        )
+    };
+    assert_eq!(revoke(&reader, &id).status, 403);
+    let r = revoke(&approver, &id);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let revoked_at = r.json()["audit_index"].as_u64().unwrap() as usize;
+    assert_eq!(blob(&l, "GET", &reader, &secret).status, 403);
+    assert_eq!(revoke(&approver, &id).status, 404);
+    assert_eq!(revoke(&approver, "g%00%22x").status, 404);
+    assert_eq!(add(&l, Some(&admin), b"flush").status, 200);
+    let (_, entries) = audit_raw(&l, &admin);
+    let logged: serde_json::Value = serde_json::from_slice(&entries[revoked_at]).unwrap();
+    assert_eq!(logged["type"], "grant_revoked");
+    assert_eq!(logged["grant"], id.as_str());
+    assert_eq!(logged["by"], "anna");
+
+    // A grant ends at its `not_after` with no one doing anything.
+    let r = grant(&l, &steward, ask(1));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let until = r.json()["grant"]["not_after"].as_u64().unwrap();
+    while now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(blob(&l, "GET", &reader, &secret).status, 403);
+
+    // A grant in force survives a restart.
+    let r = grant(&l, &steward, ask(3600));
+    assert_eq!(r.status, 201, "{}", r.text());
+    drop(l);
+    l = Ledger::start(&data, &args);
+    assert_eq!(blob(&l, "GET", &reader, &secret).status, 200);
+    assert_eq!(
+        get(&l.url("/access/v1/grants"), Some(&admin)).json()["grants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

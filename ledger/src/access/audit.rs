@@ -85,6 +85,41 @@ pub struct PolicyRecord<'a> {
     pub policies: Option<&'a str>,
 }
 
+/// A short-lived grant put in force (`POST /access/v1/grants`). Logged, and durable,
+/// before the grant takes effect; its `id` is the grant's.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantRecord<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub v: u32,
+    pub id: &'a str,
+    pub time_ms: u64,
+    pub granted_by: &'a str,
+    /// Who may now download...
+    pub principal: &'a str,
+    /// ...which version (`name@version`)...
+    pub artifact: &'a str,
+    /// ...from and until when (unix seconds, `not_after` exclusive)...
+    pub not_before: u64,
+    pub not_after: u64,
+    /// ...and why.
+    pub reason: &'a str,
+    /// The policy that allowed the granting.
+    pub policy_digest: &'a str,
+}
+
+/// A grant ended before its time (`DELETE /access/v1/grants/<id>`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantRevokedRecord<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub v: u32,
+    pub id: String,
+    pub time_ms: u64,
+    pub by: &'a str,
+    pub grant: &'a str,
+}
+
 /// The audit log and its pool.
 pub struct AuditLog {
     pub log: Arc<Log>,
@@ -99,8 +134,17 @@ pub struct Queued(oneshot::Receiver<Reply>);
 impl Queued {
     /// Waits for the record's batch to be committed (synced).
     pub async fn durable(self) -> Result<(), LogError> {
+        self.logged_at().await.map(drop)
+    }
+
+    /// Waits like [`Queued::durable`] and returns the record's index in the audit log.
+    pub async fn logged_at(self) -> Result<u64, LogError> {
         match self.0.await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(receipt)) => receipt
+                .entries
+                .first()
+                .map(|e| e.index)
+                .ok_or_else(|| LogError::Unavailable("the audit log answered no entry".into())),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(LogError::Unavailable(
                 "the audit log's sequencer stopped".into(),

@@ -32,12 +32,13 @@ pub enum Action {
     Alias,
     Tombstone,
     Approve,
+    Grant,
     Admin,
 }
 
 impl Action {
     /// Every action, in the schema's order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 12] = [
         Action::Read,
         Action::Append,
         Action::Upload,
@@ -47,6 +48,8 @@ impl Action {
         Action::Transition,
         Action::Alias,
         Action::Tombstone,
+        Action::Approve,
+        Action::Grant,
         Action::Admin,
     ];
 
@@ -67,6 +70,7 @@ impl Action {
             Action::Alias => "alias",
             Action::Tombstone => "tombstone",
             Action::Approve => "approve",
+            Action::Grant => "grant",
             Action::Admin => "admin",
         }
     }
@@ -119,6 +123,9 @@ impl Resource {
 pub struct RequestContext {
     pub now: i64,
     pub source_ip: String,
+    /// Whether the principal holds a logged grant in force for the artifact version
+    /// decided on (always false for other resources).
+    pub grant: bool,
 }
 
 /// An authorization decision and the evidence an auditor needs.
@@ -154,7 +161,7 @@ pub fn policy_digest(schema: &str, policies: &str) -> String {
 }
 
 /// `name@version`, the id of an artifact version entity.
-fn artifact_id(a: &ArtifactAttrs) -> String {
+pub fn artifact_id(a: &ArtifactAttrs) -> String {
     format!("{}@{}", a.name, a.version)
 }
 
@@ -335,6 +342,10 @@ impl PolicyEngine {
                 RestrictedExpression::new_string(ctx.source_ip.clone()),
             ),
             ("mfa".to_string(), RestrictedExpression::new_bool(p.mfa)),
+            (
+                "grant".to_string(),
+                RestrictedExpression::new_bool(ctx.grant),
+            ),
         ])
         .map_err(|e| anyhow!("context: {e}"))?;
         let action_uid = EntityUid::from_str(&format!("Ledger::Action::\"{}\"", action.name()))
@@ -383,6 +394,7 @@ mod tests {
         RequestContext {
             now: 1_790_000_000,
             source_ip: "127.0.0.1".into(),
+            grant: false,
         }
     }
 
@@ -584,6 +596,7 @@ mod tests {
             let ctx = RequestContext {
                 now,
                 source_ip: "127.0.0.1".into(),
+                grant: false,
             };
             e.authorize(&user(&[], false), action, &Resource::Registry, &ctx)
                 .unwrap()
@@ -604,5 +617,94 @@ mod tests {
         // Friday 2026-11-27 at noon: yes; Sunday 2026-11-29 at noon: no.
         assert!(at(day + 86400 + 12 * 3600, Action::Download));
         assert!(!at(day + 3 * 86400 + 12 * 3600, Action::Download));
+    }
+
+    fn artifact(sensitivity: &str) -> Resource {
+        Resource::Artifact(ArtifactAttrs {
+            name: "models/m".into(),
+            version: "1".into(),
+            kind: "model".into(),
+            stage: "released".into(),
+            sensitivity: sensitivity.into(),
+            publisher: "paul".into(),
+            target_stage: String::new(),
+        })
+    }
+
+    #[test]
+    fn restricted_bytes_are_downloaded_only_under_a_grant_whatever_the_role() {
+        let e = PolicyEngine::default_set().unwrap();
+        let download = |roles: &[&str], sensitivity: &str, grant: bool| {
+            let c = RequestContext { grant, ..ctx() };
+            e.authorize(
+                &user(roles, true),
+                Action::Download,
+                &artifact(sensitivity),
+                &c,
+            )
+            .unwrap()
+        };
+        for roles in [&["reader"][..], &["publisher"], &["admin"]] {
+            assert!(download(roles, "", false).allowed, "{roles:?}");
+            let v = download(roles, "restricted", false);
+            assert!(!v.allowed, "{roles:?}");
+            assert_eq!(v.policies, ["restricted-downloads-need-a-grant"]);
+            assert!(download(roles, "restricted", true).allowed, "{roles:?}");
+        }
+        // A grant adds nothing the roles do not give: an approver has no download right.
+        assert!(!download(&["approver"], "restricted", true).allowed);
+    }
+
+    #[test]
+    fn confidential_bytes_are_downloaded_in_working_hours_or_under_a_grant() {
+        let e = PolicyEngine::default_set().unwrap();
+        // 2026-11-26 (Thursday) 00:00:00 UTC.
+        let thursday: i64 = 1_795_651_200;
+        let at = |now: i64, grant: bool| {
+            let c = RequestContext {
+                now,
+                source_ip: "127.0.0.1".into(),
+                grant,
+            };
+            e.authorize(
+                &user(&["reader"], false),
+                Action::Download,
+                &artifact("confidential"),
+                &c,
+            )
+            .unwrap()
+            .allowed
+        };
+        assert!(!at(thursday + 7 * 3600 - 1, false), "06:59:59");
+        assert!(at(thursday + 7 * 3600, false), "07:00");
+        assert!(at(thursday + 19 * 3600 - 1, false), "18:59:59");
+        assert!(!at(thursday + 19 * 3600, false), "19:00");
+        assert!(at(thursday + 19 * 3600, true), "19:00 under a grant");
+        let saturday_noon = thursday + 2 * 86400 + 12 * 3600;
+        assert!(!at(saturday_noon, false));
+        assert!(at(saturday_noon, true));
+    }
+
+    #[test]
+    fn granting_restricted_access_needs_a_second_factor() {
+        let e = PolicyEngine::default_set().unwrap();
+        let grant = |roles: &[&str], mfa: bool, sensitivity: &str| {
+            e.authorize(
+                &user(roles, mfa),
+                Action::Grant,
+                &artifact(sensitivity),
+                &ctx(),
+            )
+            .unwrap()
+            .allowed
+        };
+        assert!(grant(&["approver"], true, "restricted"));
+        assert!(!grant(&["approver"], false, "restricted"));
+        assert!(grant(&["approver"], false, ""));
+        assert!(!grant(&["publisher"], true, "restricted"));
+        assert!(!grant(&["reader"], true, ""));
+        assert!(Action::ALL
+            .iter()
+            .all(|a| Action::from_name(a.name()) == Some(*a)));
     }
 }

@@ -3,6 +3,7 @@
 
 use super::authz::PolicyEngine;
 use super::governance::GovernanceConfig;
+use super::grants::{GrantStore, GrantsConfig};
 use super::limits::{LimitsConfig, RateLimiter};
 use super::mtls::MtlsConfig;
 use super::oidc::{IssuerConfig, Oidc};
@@ -37,6 +38,9 @@ pub struct AccessConfig {
     /// Rules on what changes must carry (specs/access.md, "Governance").
     #[serde(default)]
     pub governance: GovernanceConfig,
+    /// Short-lived grants (specs/access.md, "Grants").
+    #[serde(default)]
+    pub grants: GrantsConfig,
     /// Roles of client certificates (mutual TLS, `--tls-client-ca`), by certificate name.
     #[serde(default)]
     pub mtls: MtlsConfig,
@@ -49,6 +53,7 @@ fn default_ttl() -> u64 {
 /// Everything a request is checked against.
 pub struct Access {
     pub tokens: TokenStore,
+    pub grants: GrantStore,
     pub sessions: SessionKeys,
     pub oidc: Oidc,
     /// One bucket per authenticated principal...
@@ -97,7 +102,12 @@ fn load_policy(config: &AccessConfig, base: &Path) -> Result<PolicyEngine> {
 impl Access {
     /// Loads the configuration, the policies (refusing a set that does not validate), the
     /// OIDC issuers' keys and the session key.
-    pub fn load(path: &Path, key_dir: &Path, tokens: TokenStore) -> Result<Self> {
+    pub fn load(
+        path: &Path,
+        key_dir: &Path,
+        tokens: TokenStore,
+        grants: GrantStore,
+    ) -> Result<Self> {
         let config = read_config(path)?;
         let base = path
             .parent()
@@ -111,12 +121,17 @@ impl Access {
             .governance
             .check()
             .map_err(|e| anyhow::anyhow!("access configuration {}: {e}", path.display()))?;
+        config
+            .grants
+            .check()
+            .map_err(|e| anyhow::anyhow!("access configuration {}: {e}", path.display()))?;
         let policy = load_policy(&config, &base)?;
         config.mtls.check()?;
         let oidc = Oidc::load(&config.oidc, &base)?;
         let sessions = SessionKeys::load_or_generate(key_dir, config.session_ttl_seconds)?;
         Ok(Self {
             tokens,
+            grants,
             sessions,
             oidc,
             principal_limits: RateLimiter::new(
@@ -136,6 +151,11 @@ impl Access {
     /// The governance rules.
     pub fn governance(&self) -> &GovernanceConfig {
         &self.config.governance
+    }
+
+    /// The grant rules.
+    pub fn grants_config(&self) -> &GrantsConfig {
+        &self.config.grants
     }
 
     /// The policy set in force.

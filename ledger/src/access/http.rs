@@ -121,14 +121,35 @@ impl Authorized {
     /// What the policy in force would decide, without recording anything (dry runs:
     /// `POST /registry/v1/check`, whose own request is recorded by the guard).
     pub fn would_allow(&self, action: Action, resource: &Resource) -> anyhow::Result<Verdict> {
-        let ctx = RequestContext {
-            now: now() as i64,
-            source_ip: self.peer.ip().to_string(),
-        };
+        let ctx = self.context(resource);
         self.guard
             .access
             .policy()
             .authorize(&self.principal, action, resource, &ctx)
+    }
+
+    /// The request's context for a decision on `resource`: whether the principal holds a
+    /// grant in force is asked only of artifact versions.
+    fn context(&self, resource: &Resource) -> RequestContext {
+        let now = now();
+        let grant = match resource {
+            Resource::Artifact(a) => self.guard.access.grants.holds(
+                &self.principal.id,
+                &super::authz::artifact_id(a),
+                now,
+            ),
+            _ => false,
+        };
+        RequestContext {
+            now: now as i64,
+            source_ip: self.peer.ip().to_string(),
+            grant,
+        }
+    }
+
+    /// The access layer this request passed (grants, the audit log).
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
     }
 
     /// Digest of the policy set in force.
@@ -177,14 +198,42 @@ impl Authorized {
         action: Action,
         artifact: ArtifactAttrs,
     ) -> Result<Queued, ArtifactRefusal> {
+        self.decide_any(action, vec![artifact])
+    }
+
+    /// Decides `action` on whichever of `candidates` (versions that share one blob) the
+    /// policy allows first, and queues one audit record: the allow on that version, or
+    /// the deny on the first. Bytes published under several versions are the same bytes,
+    /// so a right to any of them is a right to them.
+    pub fn decide_any(
+        &self,
+        action: Action,
+        candidates: Vec<ArtifactAttrs>,
+    ) -> Result<Queued, ArtifactRefusal> {
         let policy = self.guard.access.policy();
         let digest = policy.digest();
-        let resource = Resource::Artifact(artifact);
-        let ctx = RequestContext {
-            now: now() as i64,
-            source_ip: self.peer.ip().to_string(),
+        let mut first = None;
+        let mut chosen = None;
+        for artifact in candidates {
+            let resource = Resource::Artifact(artifact);
+            let ctx = self.context(&resource);
+            let verdict = policy.authorize(&self.principal, action, &resource, &ctx);
+            let allowed = matches!(&verdict, Ok(v) if v.allowed);
+            if allowed {
+                chosen = Some((resource, verdict));
+                break;
+            }
+            if first.is_none() {
+                first = Some((resource, verdict));
+            }
+        }
+        let Some((resource, verdict)) = chosen.or(first) else {
+            return Err(ArtifactRefusal::Denied(format!(
+                "{} may not {} nothing",
+                self.principal.id,
+                action.name()
+            )));
         };
-        let verdict = policy.authorize(&self.principal, action, &resource, &ctx);
         let (allowed, policies, error) = match &verdict {
             Ok(v) => (v.allowed, v.policies.as_slice(), None),
             Err(e) => (false, &[][..], Some(format!("{e:#}"))),
@@ -208,8 +257,14 @@ impl Authorized {
         if allowed {
             Ok(queued)
         } else {
+            // Name the forbids that decided, so "needs a grant" is not a guess.
+            let because = if policies.is_empty() {
+                String::new()
+            } else {
+                format!(" (forbidden by {})", policies.join(", "))
+            };
             Err(ArtifactRefusal::Denied(format!(
-                "{} may not {} {} under policy {}",
+                "{} may not {} {} under policy {}{because}",
                 self.principal.id,
                 action.name(),
                 resource.describe(),
@@ -258,6 +313,10 @@ fn classify(method: &Method, path: &str, logs: &BTreeMap<String, String>) -> (Ac
         ["access", "v1", "tokens", ..] | ["access", "v1", "policy", ..] => {
             (Action::Admin, Resource::Service)
         }
+        // Listing grants is reading what the audit log already says; making and revoking
+        // one is `grant`, checked again on the artifact when one is made.
+        ["access", "v1", "grants", ..] if reading => (Action::Read, Resource::Service),
+        ["access", "v1", "grants", ..] => (Action::Grant, Resource::Registry),
         ["v2", ..] if reading => (Action::Download, Resource::Registry),
         ["v2", ..] => (Action::Upload, Resource::Registry),
         ["registry", "v1", rest @ ..] if !reading => {
@@ -433,9 +492,11 @@ pub async fn guard(
             policy_digest: digest.to_string(),
         })
     } else {
+        // Route-level resources are never artifact versions: no grant applies.
         let ctx = RequestContext {
             now: now() as i64,
             source_ip: peer.ip().to_string(),
+            grant: false,
         };
         policy.authorize(&principal, action, &resource, &ctx)
     };
@@ -577,8 +638,9 @@ async fn mint_session(
     Ok(Json(json!({"token": token, "expires": expires, "principal": p.id})).into_response())
 }
 
-async fn whoami(Extension(p): Extension<Principal>) -> Response {
-    Json(json!({ "principal": p })).into_response()
+async fn whoami(State(a): State<Arc<Access>>, Extension(p): Extension<Principal>) -> Response {
+    let grants = a.grants.list(Some(&p.id), now());
+    Json(json!({ "principal": p, "grants": grants })).into_response()
 }
 
 async fn reload(
@@ -664,6 +726,12 @@ mod tests {
         assert_eq!(c(Method::PATCH, "/v2/x/blobs/uploads/1").0, Action::Upload);
         assert_eq!(c(Method::GET, "/v2/x/blobs/sha256:00").0, Action::Download);
         assert_eq!(c(Method::GET, "/metrics").0, Action::Admin);
+        assert_eq!(
+            c(Method::POST, "/access/v1/grants"),
+            (Action::Grant, Resource::Registry)
+        );
+        assert_eq!(c(Method::DELETE, "/access/v1/grants/g00").0, Action::Grant);
+        assert_eq!(c(Method::GET, "/access/v1/grants").0, Action::Read);
         assert_eq!(c(Method::DELETE, "/access/v1/tokens/ab").0, Action::Admin);
         assert!(public("/healthz") && !public("/metrics"));
     }

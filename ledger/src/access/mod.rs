@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authz;
 pub mod config;
 pub mod governance;
+pub mod grants;
 pub mod http;
 pub mod limits;
 pub mod mtls;

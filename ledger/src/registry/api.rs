@@ -82,7 +82,10 @@ impl From<RegistryError> for ApiError {
 }
 
 /// Parses a JSON body strictly: unknown fields are errors, so a typo never goes unnoticed.
-fn body<T: DeserializeOwned>(headers: &axum::http::HeaderMap, raw: &Bytes) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    raw: &Bytes,
+) -> Result<T, ApiError> {
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -156,7 +159,7 @@ fn written(r: &Registry, w: Written) -> Result<Response, ApiError> {
     receipt(r, index, &w.entry, &w.event, false)
 }
 
-fn version_subject(name: &str, version: &str) -> Result<Subject, ApiError> {
+pub(super) fn version_subject(name: &str, version: &str) -> Result<Subject, ApiError> {
     check("name", event::validate_name(name))?;
     check("version", event::validate_version(version))?;
     Ok(Subject::Version {
@@ -165,7 +168,7 @@ fn version_subject(name: &str, version: &str) -> Result<Subject, ApiError> {
     })
 }
 
-fn existing_version(
+pub(super) fn existing_version(
     c: &super::catalog::Catalog,
     name: &str,
     version: &str,
@@ -211,7 +214,7 @@ async fn version_write(
 
 /// What the policy sees of a published version. The publisher is read from the
 /// version's `published` entry: the log, not a cached copy, says who it was.
-fn artifact_attrs(
+pub(super) fn artifact_attrs(
     r: &Registry,
     v: &VersionState,
     target_stage: Option<Stage>,

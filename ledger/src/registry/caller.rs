@@ -6,7 +6,8 @@
 //! identity logged in each event is the authenticated principal, never a claim in the
 //! body. With access control off, the body's `actor` is logged as given.
 
-use super::service::RegistryError;
+use super::api::artifact_attrs;
+use super::service::{Registry, RegistryError};
 use crate::access::audit::Queued;
 use crate::access::authz::{Action, ArtifactAttrs};
 use crate::access::http::{ArtifactRefusal, Authorized};
@@ -14,6 +15,7 @@ use crate::api_error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use ledger_client::digest::Digest;
 
 /// The caller of a registry write: `None` when access control is off.
 pub struct Caller(pub Option<Authorized>);
@@ -84,6 +86,30 @@ impl Caller {
                 pending.0.push(q);
                 Ok(Some(attrs))
             }
+            Err(ArtifactRefusal::Denied(m)) => Err(RegistryError::Forbidden(m)),
+            Err(ArtifactRefusal::AuditUnavailable(e)) => Err(RegistryError::Log(e)),
+        }
+    }
+
+    /// Whether the caller may download the blob `d` (nothing to check with access control
+    /// off). Bytes published as artifact versions are checked as `download` on each
+    /// version that names them, allowed if any is ([`Authorized::decide_any`]); a
+    /// restricted version's bytes thus need a grant. Blobs no version names (metadata
+    /// documents, attestation statements, uploads not yet published) were decided by the
+    /// route's check on the registry. The record is queued, not waited for: a read.
+    pub fn permit_download(&self, r: &Registry, d: &Digest) -> Result<(), RegistryError> {
+        let Some(a) = &self.0 else { return Ok(()) };
+        let mut candidates = vec![];
+        for (name, version) in r.catalog.by_digest(d)? {
+            if let Some(v) = r.catalog.version(&name, &version)? {
+                candidates.push(artifact_attrs(r, &v, None)?);
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        match a.decide_any(Action::Download, candidates) {
+            Ok(_queued) => Ok(()),
             Err(ArtifactRefusal::Denied(m)) => Err(RegistryError::Forbidden(m)),
             Err(ArtifactRefusal::AuditUnavailable(e)) => Err(RegistryError::Log(e)),
         }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod caller;
 pub mod catalog;
+pub mod grants;
 pub mod intoto;
 pub mod oci;
 pub mod service;

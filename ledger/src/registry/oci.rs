@@ -21,6 +21,8 @@
 //! Errors use the spec's body, `{"errors":[{"code","message"}]}` ("Error Codes").
 
 use crate::blob::{BlobError, ByteStream, Digest, Expect};
+use crate::registry::caller::Caller;
+use crate::registry::service::RegistryError;
 use crate::registry::uploads::{UploadError, Uploads};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -150,7 +152,13 @@ fn progress_headers(have: u64) -> Vec<(header::HeaderName, String)> {
     ]
 }
 
-type Shared = Arc<Uploads>;
+/// What the blob routes need: the uploads and blob store, and the registry whose catalog
+/// says which artifact versions a blob is (for artifact-level download checks).
+#[derive(Clone)]
+pub struct Oci {
+    pub uploads: Arc<Uploads>,
+    pub registry: Arc<crate::registry::service::Registry>,
+}
 
 pub async fn base() -> Response {
     (
@@ -164,7 +172,8 @@ pub async fn base() -> Response {
 }
 
 pub async fn dispatch(
-    State(u): State<Shared>,
+    State(o): State<Oci>,
+    caller: Caller,
     method: Method,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
@@ -178,7 +187,11 @@ pub async fn dispatch(
             .is_some_and(|n| n > 0);
     let (body, consumed) = tracked(body);
     let query = q.as_deref().unwrap_or("");
-    let mut r = match handle(&u, method, &rest, query, &headers, body).await {
+    let gate = DownloadGate {
+        caller: &caller,
+        registry: &o.registry,
+    };
+    let mut r = match handle(&o.uploads, gate, method, &rest, query, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -207,8 +220,43 @@ fn tracked(body: Body) -> (Body, Arc<AtomicBool>) {
     (Body::from_stream(s), done)
 }
 
+/// Decides, with access control on, whether the caller may have one blob's bytes.
+struct DownloadGate<'a> {
+    caller: &'a Caller,
+    registry: &'a crate::registry::service::Registry,
+}
+
+impl DownloadGate<'_> {
+    fn check(&self, d: &Digest) -> Result<(), OciError> {
+        self.caller
+            .permit_download(self.registry, d)
+            .map_err(|e| match e {
+                // distribution-spec "Error Codes": DENIED, "requested access to the
+                // resource is denied".
+                RegistryError::Forbidden(m) => err(StatusCode::FORBIDDEN, "DENIED", m),
+                RegistryError::Log(e) => OciError {
+                    headers: vec![(header::RETRY_AFTER, "1".into())],
+                    ..err(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UNAVAILABLE",
+                        format!("the access audit log cannot record this download now: {e}"),
+                    )
+                },
+                other => {
+                    tracing::error!(error = %other, "download check failed");
+                    err(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "UNKNOWN",
+                        other.to_string(),
+                    )
+                }
+            })
+    }
+}
+
 async fn handle(
     u: &Uploads,
+    gate: DownloadGate<'_>,
     method: Method,
     rest: &str,
     query: &str,
@@ -315,6 +363,7 @@ async fn handle(
                 .map_err(|e: ledger_client::digest::BadDigest| {
                     err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
                 })?;
+            gate.check(&d)?;
             download(u, &d, m == Method::HEAD, headers).await
         }
         (Route::Blob { .. }, Method::DELETE) => Err(err(
