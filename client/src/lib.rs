@@ -7,6 +7,7 @@
 //! * [`tiles`]: c2sp.org/tlog-tiles paths (`tile/0/x001/067.p/5`) and entry bundles.
 //! * [`checkpoint`]: verify a signed checkpoint against trusted vkeys.
 //! * [`tlog_proof`]: parse, write and verify `c2sp.org/tlog-proof@v1` files.
+//! * [`rotation`]: logged log-key rotations; accept a checkpoint only from a key valid at its size.
 //! * [`trust`]: remember the last verified checkpoint per log; refuse forks and rollbacks.
 //!
 //! ```
@@ -42,6 +43,7 @@ pub mod error;
 pub mod event;
 pub mod merkle;
 pub mod policy;
+pub mod rotation;
 pub mod tiles;
 pub mod timestamp;
 pub mod tlog_proof;

@@ -9,6 +9,7 @@ use crate::log::LogError;
 use crate::store::{LogStore, StoreError};
 use crate::tree::{Edge, NewTile, TILE_WIDTH};
 use ledger_client::checkpoint::verify_checkpoint;
+use ledger_client::rotation::{KeyHistory, Rotation};
 
 #[derive(Debug, Default)]
 pub struct FsckReport {
@@ -16,18 +17,25 @@ pub struct FsckReport {
     pub entry_bytes: u64,
     pub tiles_checked: u64,
     pub checkpoints_checked: u64,
+    /// Key rotations followed.
+    pub rotations: u64,
 }
 
 fn corrupt(msg: String) -> LogError {
     LogError::Store(StoreError::Corrupt(msg))
 }
 
+/// Checks the log against `genesis`, the key it started with: a logged key rotation
+/// (specs/keys.md) signed by the key then in force hands over to its new key, and each
+/// checkpoint must be signed by a key valid at its size.
 pub fn fsck(
     store: &dyn LogStore,
     origin: &str,
-    vkey: &str,
+    genesis: &str,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<FsckReport, LogError> {
+    let mut history = KeyHistory::new(genesis)
+        .map_err(|e| LogError::Invalid(format!("the log's first key: {e}")))?;
     let Some((size, _)) = store.latest_checkpoint()? else {
         return Ok(FsckReport::default());
     };
@@ -46,32 +54,38 @@ pub fn fsck(
 
     // Called after every append (and once for the empty tree): checks the checkpoints at
     // this size and the tiles the append completed.
-    let mut check = |edge: &Edge, tiles: &mut Vec<NewTile>, report: &mut FsckReport| {
-        for t in tiles.drain(..) {
-            let stored = store.tile(t.level, t.index)?;
-            if stored.as_deref() != Some(t.data.as_slice()) {
-                return Err(corrupt(format!(
-                    "stored tile {}/{} differs from the one rebuilt from the entries",
-                    t.level, t.index
-                )));
+    let mut check =
+        |edge: &Edge, tiles: &mut Vec<NewTile>, report: &mut FsckReport, history: &KeyHistory| {
+            for t in tiles.drain(..) {
+                let stored = store.tile(t.level, t.index)?;
+                if stored.as_deref() != Some(t.data.as_slice()) {
+                    return Err(corrupt(format!(
+                        "stored tile {}/{} differs from the one rebuilt from the entries",
+                        t.level, t.index
+                    )));
+                }
+                report.tiles_checked += 1;
             }
-            report.tiles_checked += 1;
-        }
-        while next_cp < checkpoints.len() && checkpoints[next_cp].0 == edge.size {
-            let (s, note) = &checkpoints[next_cp];
-            let v = verify_checkpoint(note, &[vkey], Some(origin))
-                .map_err(|e| corrupt(format!("checkpoint at size {s}: {e}")))?;
-            if v.size != *s || v.root != edge.root() {
-                return Err(corrupt(format!(
-                    "checkpoint at size {s} does not match the tree rebuilt from the entries"
-                )));
+            while next_cp < checkpoints.len() && checkpoints[next_cp].0 == edge.size {
+                let (s, note) = &checkpoints[next_cp];
+                let v =
+                    verify_checkpoint(note, &history.keys_at(*s), Some(origin)).map_err(|e| {
+                        corrupt(format!(
+                            "checkpoint at size {s}: {e} (keys valid at that size: {})",
+                            history.keys_at(*s).join(", ")
+                        ))
+                    })?;
+                if v.size != *s || v.root != edge.root() {
+                    return Err(corrupt(format!(
+                        "checkpoint at size {s} does not match the tree rebuilt from the entries"
+                    )));
+                }
+                report.checkpoints_checked += 1;
+                next_cp += 1;
             }
-            report.checkpoints_checked += 1;
-            next_cp += 1;
-        }
-        Ok(())
-    };
-    check(&edge, &mut tiles, &mut report)?;
+            Ok(())
+        };
+    check(&edge, &mut tiles, &mut report, &history)?;
 
     let full_bundles = size / TILE_WIDTH as u64;
     for b in 0..=full_bundles {
@@ -97,8 +111,20 @@ pub fn fsck(
         };
         for e in entries {
             report.entry_bytes += e.len() as u64;
+            // A rotation takes effect with the tree that includes it. Text that only looks
+            // like one (anyone may append it) is an ordinary entry.
+            if Rotation::is_candidate(&e) {
+                if let Ok(r) = Rotation::verify_entry(&e, edge.size) {
+                    if r.origin == origin && r.old == history.current() {
+                        history
+                            .apply(&r)
+                            .map_err(|e| corrupt(format!("key rotation: {e}")))?;
+                        report.rotations += 1;
+                    }
+                }
+            }
             edge.append(tlog_tiles::record_hash(&e), &mut tiles);
-            check(&edge, &mut tiles, &mut report)?;
+            check(&edge, &mut tiles, &mut report, &history)?;
         }
         progress(edge.size, size);
     }

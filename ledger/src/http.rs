@@ -28,6 +28,8 @@ pub struct LogHandle {
     /// Whether `add` and `add-batch` accept entries; not for the access audit log, which
     /// only the ledger writes.
     pub writable: bool,
+    /// The log's key history (rotations), verified at start.
+    pub keys: Arc<crate::rotation::LogKeys>,
 }
 
 pub struct AppState {
@@ -127,6 +129,7 @@ fn routes(state: Shared) -> Router {
         .route("/{log}/attestation", get(attestation_latest))
         .route("/{log}/attestation/{size}", get(attestation_at))
         .route("/{log}/cosigned-checkpoint", get(cosigned_checkpoint))
+        .route("/{log}/key-history", get(key_history))
         .merge(entries)
         .merge(blobs)
         .merge(crate::registry::api::router(state.artifacts.clone()))
@@ -812,6 +815,24 @@ async fn cosigned_checkpoint(
     let h = handle(&s, &log)?;
     let a = crate::attest::http::latest(&h.attest)?;
     Ok(text(a.checkpoint.to_vec(), "no-cache, max-age=2"))
+}
+
+/// The log's key rotations, each with the checkpoint both keys signed and its inclusion
+/// proof: what `ledgerctl key-history` verifies from a trusted first key (specs/keys.md).
+async fn key_history(
+    State(s): State<Shared>,
+    Path(log): Path<String>,
+) -> Result<Response, ApiError> {
+    let h = handle(&s, &log)?;
+    let file = crate::rotation::history_file(&h.log, &h.keys).map_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "key history");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            format!("{e:#}"),
+        )
+    })?;
+    Ok(Json(file).into_response())
 }
 
 // ---- operations ----

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod log;
 pub mod metrics;
 pub mod registry;
+pub mod rotation;
 pub mod sequencer;
 pub mod server;
 pub mod signer;

@@ -11,7 +11,7 @@ use crate::store::{LogStore, StoreError};
 use crate::tree::{self, Edge, StoredTile, TILE_HEIGHT, TILE_WIDTH};
 use bytes::Bytes;
 use parking_lot::RwLock;
-use signed_note::{Note, Signer};
+use signed_note::Note;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tlog_tiles::{Checkpoint, Hash};
@@ -75,10 +75,10 @@ pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> Result<Vec<u8>> 
     Ok(cp.to_bytes())
 }
 
-pub fn sign_checkpoint(signer: &dyn Signer, text: &[u8]) -> Result<Vec<u8>> {
+pub fn sign_checkpoint(signer: &CheckpointSigner, text: &[u8]) -> Result<Vec<u8>> {
     let mut note =
         Note::new(text, &[]).map_err(|e| LogError::Invalid(format!("checkpoint text: {e}")))?;
-    note.add_sigs(&[signer])
+    note.add_sigs(&signer.signers())
         .map_err(|e| LogError::Invalid(format!("signing checkpoint: {e}")))?;
     Ok(note.to_bytes())
 }

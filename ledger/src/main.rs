@@ -71,6 +71,20 @@ enum Command {
         #[command(subcommand)]
         op: TokenOp,
     },
+    /// Rotate a stopped log's checkpoint key (key files only): log a rotation statement
+    /// signed by the old and the new key, under a checkpoint both sign, then make the new
+    /// key the log's. Run it again to finish a rotation a crash interrupted.
+    RotateKey {
+        /// The stopped ledger's data directory.
+        #[arg(long, default_value = "./ledger-data")]
+        data_dir: PathBuf,
+        /// The log whose key rotates (its key files are `<data-dir>/keys/<log>.key|.vkey`).
+        #[arg(long)]
+        log: String,
+        /// Why, logged in the statement (1-512 printable bytes).
+        #[arg(long)]
+        reason: String,
+    },
     /// Write a new master key for sealing blobs at rest (mode 0600; never overwrites).
     SealKeygen {
         #[arg(long)]
@@ -336,6 +350,24 @@ fn main() -> Result<()> {
             out_vkey,
         ),
         Some(Command::Token { data_dir, op }) => token(&data_dir, op),
+        Some(Command::RotateKey {
+            data_dir,
+            log,
+            reason,
+        }) => {
+            let r = ledger::rotation::rotate(&data_dir, &log, &reason)?;
+            let what = if r.logged_now {
+                "rotated"
+            } else {
+                "finished the rotation of"
+            };
+            eprintln!(
+                "{what} the key of log {log} at entry {} (checkpoint of size {} signed by both keys);                  the new key signs from there on. Give verifiers the new vkey or the key history                  (GET /{log}/key-history); update witnesses' configuration; destroy                  keys/{log}.key.retired-{} once done.",
+                r.index, r.rotation.size, r.rotation.size
+            );
+            println!("{}", r.rotation.new);
+            Ok(())
+        }
         None => serve(cli.serve),
     }
 }
@@ -583,20 +615,31 @@ fn reindex(data_dir: PathBuf, log: String, vkey: Option<PathBuf>) -> Result<()> 
 }
 
 fn fsck(data_dir: PathBuf, log: String, vkey: Option<PathBuf>, compact: bool) -> Result<()> {
+    let given = vkey.is_some();
     let (db, vkey, origin) = open_offline(&data_dir, &log, vkey)?;
     let store = db.log_store(&log);
+    // An auditor passes the key the log started with; by default the operator's files
+    // hold the current key, and the first recorded rotation names the first.
+    let genesis = if given {
+        vkey
+    } else {
+        let (rdb, rcf) = db.process_family(ledger::rotation::FAMILY);
+        let recorded = ledger::rotation::Recorded::new(rdb, rcf).get(&log)?;
+        ledger::rotation::first_key(&store, &origin, &recorded)?.unwrap_or(vkey)
+    };
     let started = std::time::Instant::now();
-    let report = ledger::fsck::fsck(&store, &origin, &vkey, |done, total| {
+    let report = ledger::fsck::fsck(&store, &origin, &genesis, |done, total| {
         if done % (1 << 20) < 256 {
             eprintln!("fsck: {done} / {total} entries");
         }
     })?;
     println!(
-        "fsck {log}: OK — {} entries ({} bytes) re-hashed, {} tiles and {} checkpoints verified in {:.1}s",
+        "fsck {log}: OK — {} entries ({} bytes) re-hashed, {} tiles and {} checkpoints verified, {} key rotation(s) followed, in {:.1}s",
         report.tree_size,
         report.entry_bytes,
         report.tiles_checked,
         report.checkpoints_checked,
+        report.rotations,
         started.elapsed().as_secs_f64()
     );
     if compact {

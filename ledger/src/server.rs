@@ -325,6 +325,19 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
         None => None,
     };
     for spec in &config.logs {
+        let store = Arc::new(db.log_store(&spec.name));
+        // A key rotation interrupted by a crash leaves the new key beside the old one:
+        // neither may sign until `ledger rotate-key` has finished it.
+        let next = key_dir.join(format!("{}.key.next", spec.name));
+        if next.exists() {
+            anyhow::bail!(
+                "log {}: a rotation of its key was started and not finished ({} exists); \
+                 run `ledger rotate-key --log {}` again (server stopped) to finish it",
+                spec.name,
+                next.display(),
+                spec.name
+            );
+        }
         let (signer, vkey) = match hsm
             .as_ref()
             .and_then(|(t, l)| Some((t, l.get(&spec.name)?)))
@@ -336,6 +349,19 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
                 (CheckpointSigner::from(s), vkey)
             }
             None => {
+                // A key is generated only for a log that has signed nothing yet: a missing
+                // key file of a live log is an error, not a reason to start a new identity.
+                let skey = keys::key_paths(&key_dir, &spec.name).0;
+                if !skey.exists()
+                    && crate::store::LogStore::latest_checkpoint(store.as_ref())?.is_some()
+                {
+                    anyhow::bail!(
+                        "log {}: its key file {} is missing but the log has signed checkpoints; \
+                         restore the key (or configure its HSM key) rather than start a new one",
+                        spec.name,
+                        skey.display()
+                    );
+                }
                 let (kp, _created) = keys::load_or_generate(&key_dir, &spec.name, &spec.origin)?;
                 let what = format!(
                     "key file {}",
@@ -344,7 +370,6 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
                 (CheckpointSigner::new(kp.signer, what), kp.vkey)
             }
         };
-        let store = Arc::new(db.log_store(&spec.name));
         crate::signer::check_key_signed_log(
             store.as_ref(),
             &spec.name,
@@ -354,6 +379,13 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
         )?;
         let log = Log::open(&spec.name, &spec.origin, signer, vkey.clone(), store)
             .with_context(|| format!("recovering log {}", spec.name))?;
+        // Before anything is signed: no half-done key rotation, and the configured key is
+        // the one in force (a retired key must not sign again).
+        let (rdb, rcf) = db.process_family(crate::rotation::FAMILY);
+        let keys = crate::rotation::check_at_start(
+            &log,
+            &crate::rotation::Recorded::new(rdb, rcf).get(&spec.name)?,
+        )?;
         log.metrics.register(&mut registry, &spec.name);
         let pool = sequencer::start(log.clone(), config.pool.clone())?;
         let (adb, acf) = db.derived(&spec.name, "attest");
@@ -374,6 +406,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
                 pool,
                 attest: attestor,
                 writable: config.audit_log.as_deref() != Some(spec.name.as_str()),
+                keys: Arc::new(keys),
             },
         );
     }

@@ -10,6 +10,10 @@ use signed_note::{Signer, StandardSigner};
 pub struct CheckpointSigner {
     inner: Box<dyn Signer + Send + Sync>,
     what: String,
+    /// A second key that signs every checkpoint too: only while a key rotation is
+    /// committed, so the checkpoint that first includes it carries both signatures
+    /// (specs/keys.md, "Rotation").
+    cosigner: Option<Box<dyn Signer + Send + Sync>>,
 }
 
 impl CheckpointSigner {
@@ -18,7 +22,23 @@ impl CheckpointSigner {
         Self {
             inner: Box::new(signer),
             what: what.into(),
+            cosigner: None,
         }
+    }
+
+    /// This signer, and `other` beside it on every checkpoint.
+    pub fn with_cosigner(mut self, other: impl Signer + Send + Sync + 'static) -> Self {
+        self.cosigner = Some(Box::new(other));
+        self
+    }
+
+    /// Every key that signs a checkpoint: the log's, and a rotation's new key if any.
+    pub fn signers(&self) -> Vec<&dyn Signer> {
+        let mut v: Vec<&dyn Signer> = vec![self.inner.as_ref()];
+        if let Some(c) = &self.cosigner {
+            v.push(c.as_ref());
+        }
+        v
     }
 
     /// Where the key lives, for messages.
@@ -126,7 +146,21 @@ mod tests {
         let note = crate::log::sign_checkpoint(&wrapped, &text).unwrap();
         ledger_client::checkpoint::verify_checkpoint(&note, &[&vkey], Some(ORIGIN)).unwrap();
         // Ed25519 is deterministic: the same key signs the same text identically.
-        assert_eq!(note, crate::log::sign_checkpoint(&s, &text).unwrap());
+        let mut direct = signed_note::Note::new(&text, &[]).unwrap();
+        direct.add_sigs(&[&s]).unwrap();
+        assert_eq!(note, direct.to_bytes());
+    }
+
+    #[test]
+    fn a_cosigner_signs_every_checkpoint_beside_the_log_key() {
+        let (s, vkey) = key();
+        let (c, cvkey) = key();
+        let both = CheckpointSigner::from(s).with_cosigner(c);
+        let text = crate::log::checkpoint_text(ORIGIN, 0, &tlog_tiles::EMPTY_HASH).unwrap();
+        let note = crate::log::sign_checkpoint(&both, &text).unwrap();
+        for k in [&vkey, &cvkey] {
+            ledger_client::checkpoint::verify_checkpoint(&note, &[k], Some(ORIGIN)).unwrap();
+        }
     }
 
     #[test]

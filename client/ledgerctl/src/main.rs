@@ -9,6 +9,7 @@
 mod attest;
 mod failure;
 mod http;
+mod keys;
 mod policy;
 mod registry;
 
@@ -96,6 +97,9 @@ enum Command {
     /// Ask the ledger whether the policy in force would allow a change, without making it.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Fetch or read a log's key history (its logged key rotations), verify it from the
+    /// log's first key, and save it for `--key-history`.
+    KeyHistory(keys::KeyHistoryArgs),
 }
 
 #[derive(Args)]
@@ -149,6 +153,10 @@ struct CheckpointArgs {
     /// policy (c2sp.org/tlog-policy).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// The log's key history (`ledgerctl key-history --out`): `--vkey` is then the log's
+    /// first key, and the checkpoint must be signed by the key valid at its size.
+    #[arg(long, value_name = "FILE")]
+    key_history: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -198,6 +206,10 @@ struct VerifyArgs {
     /// Require this checkpoint origin.
     #[arg(long, value_name = "ORIGIN")]
     origin: Option<String>,
+    /// The log's key history: `--vkey` is then the log's first key, and the proof's
+    /// checkpoint must be signed by the key valid at its size.
+    #[arg(long, value_name = "FILE", requires = "vkey")]
+    key_history: Option<PathBuf>,
     #[command(flatten)]
     attest: attest::AttestArgs,
 }
@@ -266,6 +278,7 @@ fn run(cli: Cli) -> Result<Output> {
         Command::Promote(a) => registry::promote(a, timeout),
         Command::Alias(a) => registry::alias(a, timeout),
         Command::Policy(policy::PolicyCommand::Check(a)) => policy::check(a, timeout),
+        Command::KeyHistory(a) => keys::run(a, timeout),
     }
 }
 
@@ -294,12 +307,12 @@ fn load_token(file: Option<&Path>) -> Result<Option<String>> {
 
 // ---------------------------------------------------------------- input helpers
 
-fn load_vkey(path: &Path) -> Result<String> {
+pub(crate) fn load_vkey(path: &Path) -> Result<String> {
     read_vkey_file(path).map_err(|e| Failure::input(e.to_string()))
 }
 
 /// Reads a file, or stdin for "-", refusing more than `limit` bytes.
-fn read_input(name: &str, limit: usize, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_input(name: &str, limit: usize, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let res = if name == "-" {
         std::io::stdin()
@@ -318,7 +331,7 @@ fn read_input(name: &str, limit: usize, what: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(path, data)
         .map_err(|e| Failure::input(format!("cannot write {}: {e}", path.display())))
 }
@@ -682,8 +695,30 @@ fn checkpoint(a: CheckpointArgs, timeout: Duration) -> Result<Output> {
         },
         &[],
     )?;
-    let cp = verify_server_checkpoint(&note, &vkey, a.log.origin.as_deref())?;
-    let cosigners = required.verify_checkpoint_quorum(&note, &[&vkey])?;
+    let history = a
+        .key_history
+        .as_deref()
+        .map(|p| keys::load(p, &vkey))
+        .transpose()?;
+    let (cp, signing_keys, all_keys) = match &history {
+        Some(h) => {
+            let cp = keys::verify_checkpoint(h, &note, "checkpoint from the log")?;
+            if let Some(o) = a.log.origin.as_deref().filter(|o| *o != cp.origin) {
+                return Err(Failure::verification(format!(
+                    "checkpoint origin is {:?}, expected {o:?}",
+                    cp.origin
+                )));
+            }
+            let at = h.keys_at(cp.size);
+            (cp, at, h.all_keys())
+        }
+        None => (
+            verify_server_checkpoint(&note, &vkey, a.log.origin.as_deref())?,
+            vec![vkey.as_str()],
+            vec![vkey.as_str()],
+        ),
+    };
+    let cosigners = required.verify_checkpoint_quorum(&note, &signing_keys)?;
 
     let mut state_json = Value::Null;
     let mut state_human = String::new();
@@ -693,7 +728,8 @@ fn checkpoint(a: CheckpointArgs, timeout: Duration) -> Result<Output> {
             None => default_state_dir()?,
         };
         let store = TrustStore::open(&dir).map_err(trust_failure)?;
-        let previous = store.latest(&cp.origin, &[&vkey]).map_err(trust_failure)?;
+        // A checkpoint saved before a rotation is signed by an older key of the log.
+        let previous = store.latest(&cp.origin, &all_keys).map_err(trust_failure)?;
         let proof = match &previous {
             Some(old) if old.size < cp.size => fetch_consistency(&client, old.size, cp.size)?,
             _ => Vec::new(),
@@ -912,11 +948,26 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
 
 fn verify(a: VerifyArgs) -> Result<Output> {
     let vkey = a.vkey.as_deref().map(load_vkey).transpose()?;
-    let vkeys: Vec<&str> = vkey.iter().map(String::as_str).collect();
     let required = a.attest.load()?;
     let bytes = read_input(&a.proof, MAX_TLOG_PROOF_SIZE, "proof file")?;
     let tp = TlogProof::parse(&bytes)
         .map_err(|e| Failure::input(format!("proof file {}: {e}", a.proof)))?;
+    let history = match (&a.key_history, &vkey) {
+        (Some(p), Some(v)) => Some(keys::load(p, v)?),
+        _ => None,
+    };
+    // With a key history, only the keys valid at the proof's tree size count.
+    let vkeys: Vec<&str> = match &history {
+        Some(h) => {
+            let cp = keys::verify_checkpoint(
+                h,
+                &tp.checkpoint,
+                &format!("proof file {}: checkpoint", a.proof),
+            )?;
+            h.keys_at(cp.size)
+        }
+        None => vkey.iter().map(String::as_str).collect(),
+    };
     let leaf = match (&a.entry, &a.leaf_hash) {
         (Some(e), _) => entry_leaf(e)?,
         (None, Some(h)) => parse_user_hash(h)?,

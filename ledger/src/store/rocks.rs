@@ -19,7 +19,7 @@ pub const DERIVED_KINDS: [&str; 1] = ["catalog"];
 pub const ATTACHED_KINDS: [&str; 1] = ["attest"];
 
 /// Column families of the process rather than of one log (access-control state).
-pub const PROCESS_FAMILIES: [&str; 2] = ["access/tokens", "access/grants"];
+pub const PROCESS_FAMILIES: [&str; 3] = ["access/tokens", "access/grants", "keys/rotations"];
 
 fn cf_name(log: &str, kind: &str) -> String {
     format!("{log}/{kind}")
