@@ -326,15 +326,17 @@ fn an_hsm_key_different_from_the_one_that_signed_the_log_stops_the_server() {
         &err,
         &["does not verify with the configured PKCS#11 key \"key-a\""],
     );
-    // ...nor one begun in the token back to a new key file.
+    // ...nor one begun in the token back to a new key file: none is generated for a log
+    // that has signed checkpoints.
     let err = hsm.ledger_fails(data.path(), &plain);
     assert_mentions(
         &err,
         &[
-            "does not verify with the configured key file",
-            "artifacts.key",
+            "artifacts.key is missing but the log has signed checkpoints",
+            "configure its HSM key",
         ],
     );
+    assert!(!data.path().join("keys/artifacts.key").exists());
 }
 
 #[test]
