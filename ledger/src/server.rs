@@ -438,10 +438,7 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
             let a = logs
                 .get(audit_name)
                 .with_context(|| format!("the audit log {audit_name} is not hosted"))?;
-            let audit = Arc::new(crate::access::audit::AuditLog::new(
-                a.log.clone(),
-                a.pool.clone(),
-            ));
+            let audit = crate::access::audit::AuditLog::new(a.log.clone(), a.pool.clone());
             // The policy in force from this start on, before any decision under it.
             let policy = access.policy();
             let (schema, policies) = policy.texts();

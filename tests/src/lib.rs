@@ -268,3 +268,18 @@ pub fn offline_token(data: &Path, principal: &str, role: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// The records of one access-audit entry: decision records come coalesced,
+/// `{"type":"decisions","v":1,"records":[...]}`; policy and grant records alone.
+pub fn audit_entry_records(entry: &[u8]) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(entry).expect("audit entries are JSON");
+    if v["type"] == "decisions" {
+        assert_eq!(v["v"], 1, "{v}");
+        let records = v["records"].as_array().expect("records").clone();
+        assert!(!records.is_empty(), "an empty decisions entry");
+        assert!(records.iter().all(|r| r["type"] == "decision"), "{v}");
+        records
+    } else {
+        vec![v]
+    }
+}

@@ -497,7 +497,7 @@ fn audit_records(l: &Ledger, token: &str) -> Vec<serde_json::Value> {
     audit_raw(l, token)
         .1
         .iter()
-        .map(|e| serde_json::from_slice(e).expect("records are JSON"))
+        .flat_map(|e| ledger_e2e::audit_entry_records(e))
         .collect()
 }
 
@@ -1261,14 +1261,20 @@ fn the_authorization_matrix_of_the_shipped_policies_holds_route_by_route() {
     // The audit log: every decision above, each proven included in the signed tree.
     assert_eq!(add(&l, Some(&admin), b"flush").status, 200);
     let (verified, raw) = audit_raw(&l, &admin);
-    let records: Vec<serde_json::Value> = raw
+    // (index of the entry holding it, record)
+    let records: Vec<(usize, serde_json::Value)> = raw
         .iter()
-        .map(|e| serde_json::from_slice(e).unwrap())
+        .enumerate()
+        .flat_map(|(i, e)| {
+            ledger_e2e::audit_entry_records(e)
+                .into_iter()
+                .map(move |r| (i, r))
+        })
         .collect();
     for (principal, method, path, expect) in &made {
         let (index, rec) = records
             .iter()
-            .enumerate()
+            .map(|(i, r)| (*i, r))
             .find(|(_, r)| {
                 r["principal"] == principal.as_str()
                     && r["method"] == *method

@@ -473,7 +473,7 @@ fn audit_records(l: &Ledger, a: &ureq::Agent, token: &str) -> Vec<serde_json::Va
     );
     entries
         .iter()
-        .map(|e| serde_json::from_slice(e).unwrap())
+        .flat_map(|e| ledger_e2e::audit_entry_records(e))
         .collect()
 }
 

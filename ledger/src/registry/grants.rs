@@ -123,7 +123,7 @@ async fn create(
     };
     grant.audit_index = guard
         .audit
-        .append(&record)
+        .append_entry(&record)
         .map_err(audit_failed)?
         .logged_at()
         .await
@@ -186,7 +186,7 @@ async fn revoke(
     };
     let index = guard
         .audit
-        .append(&record)
+        .append_entry(&record)
         .map_err(audit_failed)?
         .logged_at()
         .await
