@@ -369,8 +369,14 @@ mod tests {
     fn audit_log(config: PoolConfig) -> (Arc<Log>, Arc<AuditLog>) {
         let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
         let signer = signed_note::StandardSigner::new(&skey).unwrap();
-        let log = Log::open("audit", ORIGIN, signer, vkey, Arc::new(MemoryStore::default()))
-            .unwrap();
+        let log = Log::open(
+            "audit",
+            ORIGIN,
+            signer,
+            vkey,
+            Arc::new(MemoryStore::default()),
+        )
+        .unwrap();
         let pool = crate::sequencer::start(log.clone(), config).unwrap();
         (log.clone(), AuditLog::new(log, pool))
     }
@@ -415,7 +421,7 @@ mod tests {
         }
         let entries = log.snapshot().size();
         assert!(
-            entries >= 15 && entries < 300,
+            (15..300).contains(&entries),
             "coalesced into a few entries of at most 64 KiB: {entries}"
         );
     }
