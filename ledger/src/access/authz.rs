@@ -147,6 +147,86 @@ pub struct PolicyEngine {
     authorizer: Authorizer,
     schema_text: String,
     policy_text: String,
+    /// Decisions made in the current second (see [`PolicyEngine::authorize`]).
+    recent: parking_lot::Mutex<Recent>,
+}
+
+/// The decisions of one second, by everything they were made from.
+#[derive(Default)]
+struct Recent {
+    second: i64,
+    verdicts: std::collections::HashMap<Vec<u8>, Verdict>,
+}
+
+/// Most decisions remembered within one second; beyond, the map starts over.
+const MAX_RECENT: usize = 4096;
+
+/// Every input of a decision, as bytes: the principal (id, method, roles, attributes,
+/// second factor), the action, the resource with its attributes, and the context.
+fn decision_key(
+    p: &Principal,
+    action: Action,
+    resource: &Resource,
+    ctx: &RequestContext,
+) -> Vec<u8> {
+    let mut k = Vec::with_capacity(256);
+    let mut put = |s: &str| {
+        k.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        k.extend_from_slice(s.as_bytes());
+    };
+    put(&p.id);
+    match &p.method {
+        AuthMethod::ApiToken { id } => {
+            put("api_token");
+            put(id)
+        }
+        AuthMethod::Session => put("session"),
+        AuthMethod::Oidc { issuer } => {
+            put("oidc");
+            put(issuer)
+        }
+        AuthMethod::ClientCertificate { fingerprint } => {
+            put("mtls");
+            put(fingerprint)
+        }
+    }
+    put(if p.mfa { "mfa" } else { "-" });
+    put(&p.roles.len().to_string());
+    for r in &p.roles {
+        put(r);
+    }
+    put(&p.attributes.len().to_string());
+    for (a, v) in &p.attributes {
+        put(a);
+        put(v);
+    }
+    put(action.name());
+    match resource {
+        Resource::Log { name, origin } => {
+            put("log");
+            put(name);
+            put(origin)
+        }
+        Resource::Registry => put("registry"),
+        Resource::Service => put("service"),
+        Resource::Artifact(a) => {
+            put("artifact");
+            for f in [
+                &a.name,
+                &a.version,
+                &a.kind,
+                &a.stage,
+                &a.sensitivity,
+                &a.publisher,
+                &a.target_stage,
+            ] {
+                put(f);
+            }
+        }
+    }
+    put(&ctx.source_ip);
+    put(if ctx.grant { "grant" } else { "-" });
+    k
 }
 
 /// Digest of a schema and policy text: what an auditor compares with a logged policy.
@@ -211,6 +291,7 @@ impl PolicyEngine {
             authorizer: Authorizer::new(),
             schema_text: schema_text.to_string(),
             policy_text: policy_text.to_string(),
+            recent: Default::default(),
         })
     }
 
@@ -239,7 +320,40 @@ impl PolicyEngine {
     }
 
     /// Decides whether `p` may do `action` on `resource`.
+    ///
+    /// A decision is a pure function of the policy set and its inputs, and its finest
+    /// input in time is the second (`context.now`). So a decision made in the current
+    /// second with the same inputs is answered from memory: Cedar costs about 24 µs per
+    /// evaluation here, and a busy client asks the same question thousands of times a
+    /// second. A new policy set is a new engine with an empty memory.
     pub fn authorize(
+        &self,
+        p: &Principal,
+        action: Action,
+        resource: &Resource,
+        ctx: &RequestContext,
+    ) -> Result<Verdict> {
+        let key = decision_key(p, action, resource, ctx);
+        {
+            let recent = self.recent.lock();
+            if recent.second == ctx.now {
+                if let Some(v) = recent.verdicts.get(&key) {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let verdict = self.evaluate(p, action, resource, ctx)?;
+        let mut recent = self.recent.lock();
+        if recent.second != ctx.now || recent.verdicts.len() >= MAX_RECENT {
+            recent.second = ctx.now;
+            recent.verdicts.clear();
+        }
+        recent.verdicts.insert(key, verdict.clone());
+        Ok(verdict)
+    }
+
+    /// [`PolicyEngine::authorize`] without the memory: one Cedar evaluation.
+    fn evaluate(
         &self,
         p: &Principal,
         action: Action,
@@ -706,5 +820,57 @@ mod tests {
         assert!(Action::ALL
             .iter()
             .all(|a| Action::from_name(a.name()) == Some(*a)));
+    }
+
+    #[test]
+    fn remembered_decisions_match_fresh_ones_for_every_input_that_differs() {
+        let e = PolicyEngine::default_set().unwrap();
+        let mut inputs = vec![];
+        for roles in [&["reader"][..], &["admin"], &["approver"], &[]] {
+            for mfa in [false, true] {
+                for action in Action::ALL {
+                    for r in [
+                        Resource::Registry,
+                        Resource::Service,
+                        artifact("restricted"),
+                        artifact(""),
+                    ] {
+                        for grant in [false, true] {
+                            inputs.push((user(roles, mfa), action, r.clone(), grant));
+                        }
+                    }
+                }
+            }
+        }
+        // Twice in the same second: the second pass is answered from memory and must say
+        // exactly what a fresh evaluation says.
+        for _ in 0..2 {
+            for (p, a, r, grant) in &inputs {
+                let c = RequestContext {
+                    grant: *grant,
+                    ..ctx()
+                };
+                // (Some pairs do not fit the schema: both refuse them alike.)
+                assert_eq!(
+                    e.authorize(p, *a, r, &c).ok(),
+                    e.evaluate(p, *a, r, &c).ok(),
+                    "{} {:?} {r:?} grant={grant}",
+                    p.id,
+                    a
+                );
+            }
+        }
+        // The second matters: a window closing at a second boundary is seen at once.
+        let policies = r#"@id("until") permit (principal, action, resource) when { context.now < 1790000001 };"#;
+        let e = PolicyEngine::new(DEFAULT_SCHEMA, policies).unwrap();
+        let at = |now| {
+            let c = RequestContext { now, ..ctx() };
+            e.authorize(&user(&[], false), Action::Read, &Resource::Registry, &c)
+                .unwrap()
+                .allowed
+        };
+        assert!(at(1_790_000_000));
+        assert!(at(1_790_000_000));
+        assert!(!at(1_790_000_001));
     }
 }

@@ -85,11 +85,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct TokenStore {
     db: Arc<DB>,
     cf: String,
+    /// Records read since start, by id: every request authenticates, and this process is
+    /// the only writer of the column family (an offline `ledger token` needs the server
+    /// stopped), so a record changes only through `put`, which updates this first.
+    cache: parking_lot::RwLock<std::collections::HashMap<String, TokenRecord>>,
+    /// Bumped by every write.
+    generation: std::sync::atomic::AtomicU64,
 }
+
+/// Most records cached; beyond, the cache starts over (tokens are few in practice).
+const MAX_CACHED: usize = 65_536;
 
 impl TokenStore {
     pub fn new(db: Arc<DB>, cf: String) -> Self {
-        Self { db, cf }
+        Self {
+            db,
+            cf,
+            cache: Default::default(),
+            generation: Default::default(),
+        }
     }
 
     fn cf(&self) -> Result<&rocksdb::ColumnFamily, TokenError> {
@@ -102,12 +116,37 @@ impl TokenStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let v = serde_json::to_vec(r).map_err(|e| TokenError::Store(e.to_string()))?;
+        // Under the cache's lock, with a new generation: a reader that fetched the old
+        // record before this write cannot cache it afterwards (see `get`).
+        let mut cache = self.cache.write();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.remove(&r.id);
         self.db
             .put_cf_opt(self.cf()?, r.id.as_bytes(), v, &wo)
             .map_err(|e| TokenError::Store(e.to_string()))
     }
 
     fn get(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {
+        if let Some(r) = self.cache.read().get(id) {
+            return Ok(Some(r.clone()));
+        }
+        let seen = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let r = self.read(id)?;
+        if let Some(r) = &r {
+            let mut cache = self.cache.write();
+            // Cached only if no write happened since the read: else it may be stale.
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == seen {
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(id.to_string(), r.clone());
+            }
+        }
+        Ok(r)
+    }
+
+    fn read(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {
         let Some(v) = self
             .db
             .get_pinned_cf(self.cf()?, id.as_bytes())
