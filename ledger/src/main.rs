@@ -84,6 +84,21 @@ enum Command {
         /// Why, logged in the statement (1-512 printable bytes).
         #[arg(long)]
         reason: String,
+        /// For a log whose key is in a PKCS#11 token: the module (with --hsm-token,
+        /// --hsm-pin-file, --hsm-key and --new-hsm-key).
+        #[arg(long, requires_all = ["hsm_token", "hsm_pin_file", "hsm_key", "new_hsm_key"])]
+        hsm_module: Option<PathBuf>,
+        #[arg(long, requires = "hsm_module")]
+        hsm_token: Option<String>,
+        #[arg(long, requires = "hsm_module")]
+        hsm_pin_file: Option<PathBuf>,
+        /// Label of the key in force.
+        #[arg(long, requires = "hsm_module")]
+        hsm_key: Option<String>,
+        /// Label of the new key (made by `ledger hsm-keygen`); restart with
+        /// `--hsm-key LOG=<this label>` afterwards.
+        #[arg(long, requires = "hsm_module")]
+        new_hsm_key: Option<String>,
     },
     /// Write a new master key for sealing blobs at rest (mode 0600; never overwrites).
     SealKeygen {
@@ -354,8 +369,25 @@ fn main() -> Result<()> {
             data_dir,
             log,
             reason,
+            hsm_module,
+            hsm_token,
+            hsm_pin_file,
+            hsm_key,
+            new_hsm_key,
         }) => {
-            let r = ledger::rotation::rotate(&data_dir, &log, &reason)?;
+            let source = match hsm_module {
+                Some(module) => ledger::rotation::KeySource::Hsm {
+                    token: ledger::hsm::HsmConfig {
+                        module,
+                        token: hsm_token.unwrap_or_default(),
+                        pin_file: hsm_pin_file.unwrap_or_default(),
+                    },
+                    old_label: hsm_key.unwrap_or_default(),
+                    new_label: new_hsm_key.unwrap_or_default(),
+                },
+                None => ledger::rotation::KeySource::Files,
+            };
+            let r = ledger::rotation::rotate(&data_dir, &log, &reason, source)?;
             let what = if r.logged_now {
                 "rotated"
             } else {

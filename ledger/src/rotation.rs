@@ -19,8 +19,9 @@
 //! the configured key must be the one in force.
 
 use crate::keys;
-use crate::log::{read_entries, Log};
+use crate::log::{read_entries, Log, Snapshot};
 use crate::signer::CheckpointSigner;
+use crate::store::LogStore;
 use anyhow::{bail, Context, Result};
 use ledger_client::rotation::{self, HistoryFile, KeyHistory, Rotation};
 use rocksdb::{WriteOptions, DB};
@@ -75,59 +76,75 @@ pub struct LogKeys {
     pub rotations: Vec<u64>,
 }
 
-fn entry_at(log: &Log, index: u64) -> Result<bytes::Bytes> {
-    let snap = log.snapshot();
-    let mut e = read_entries(log.store.as_ref(), &snap, index..index + 1)
-        .with_context(|| format!("reading entry {index} of log {}", log.name))?;
-    e.pop()
-        .with_context(|| format!("entry {index} of log {} is missing", log.name))
+/// What the rotation code reads of a log: its storage at one durable snapshot.
+struct View<'a> {
+    name: &'a str,
+    origin: &'a str,
+    store: &'a dyn LogStore,
+    snap: &'a Snapshot,
 }
 
-/// A rotation logged as the last entry but not recorded as finished.
-fn pending(log: &Log, recorded: &[u64]) -> Result<Option<(u64, Rotation)>> {
-    let size = log.snapshot().size();
-    let Some(last) = size.checked_sub(1) else {
-        return Ok(None);
-    };
-    if recorded.contains(&last) {
-        return Ok(None);
+impl View<'_> {
+    fn entry(&self, index: u64) -> Result<bytes::Bytes> {
+        let mut e = read_entries(self.store, self.snap, index..index + 1)
+            .with_context(|| format!("reading entry {index} of log {}", self.name))?;
+        e.pop()
+            .with_context(|| format!("entry {index} of log {} is missing", self.name))
     }
-    let e = entry_at(log, last)?;
-    if !Rotation::is_candidate(&e) {
-        return Ok(None);
-    }
-    // Anyone may append text that looks like a rotation; only one both keys signed, for
-    // this log and this index, is one.
-    Ok(Rotation::verify_entry(&e, last)
-        .ok()
-        .filter(|r| r.origin == log.origin)
-        .map(|r| (last, r)))
-}
 
-/// Re-verifies the recorded rotations from the log and returns the history they make.
-fn history(log: &Log, recorded: &[u64]) -> Result<KeyHistory> {
-    let mut h: Option<KeyHistory> = None;
-    for &index in recorded {
-        let e = entry_at(log, index)?;
-        let r = Rotation::verify_entry(&e, index)
-            .with_context(|| format!("log {}: recorded key rotation", log.name))?;
-        let h = match &mut h {
-            Some(h) => h,
-            None => h.insert(KeyHistory::new(&r.old)?),
+    /// A rotation logged as the last entry but not recorded as finished.
+    fn pending(&self, recorded: &[u64]) -> Result<Option<(u64, Rotation)>> {
+        let Some(last) = self.snap.size().checked_sub(1) else {
+            return Ok(None);
         };
-        h.apply(&r)
-            .with_context(|| format!("log {}: recorded key rotation", log.name))?;
+        if recorded.contains(&last) {
+            return Ok(None);
+        }
+        let e = self.entry(last)?;
+        if !Rotation::is_candidate(&e) {
+            return Ok(None);
+        }
+        // Anyone may append text that looks like a rotation; only one both keys signed,
+        // for this log and this index, is one.
+        Ok(Rotation::verify_entry(&e, last)
+            .ok()
+            .filter(|r| r.origin == self.origin)
+            .map(|r| (last, r)))
     }
-    match h {
-        Some(h) => Ok(h),
-        None => Ok(KeyHistory::new(&log.vkey)?),
+
+    /// Re-verifies the recorded rotations from the log and returns the history they
+    /// make; without any, the history of `current` alone.
+    fn history(&self, recorded: &[u64], current: &str) -> Result<KeyHistory> {
+        let mut h: Option<KeyHistory> = None;
+        for &index in recorded {
+            let e = self.entry(index)?;
+            let r = Rotation::verify_entry(&e, index)
+                .with_context(|| format!("log {}: recorded key rotation", self.name))?;
+            let h = match &mut h {
+                Some(h) => h,
+                None => h.insert(KeyHistory::new(&r.old)?),
+            };
+            h.apply(&r)
+                .with_context(|| format!("log {}: recorded key rotation", self.name))?;
+        }
+        match h {
+            Some(h) => Ok(h),
+            None => Ok(KeyHistory::new(current)?),
+        }
     }
 }
 
 /// At start: no rotation is half done, the recorded ones verify and chain, and the
 /// configured key is the one in force.
 pub fn check_at_start(log: &Log, recorded: &[u64]) -> Result<LogKeys> {
-    if let Some((index, r)) = pending(log, recorded)? {
+    let snap = log.snapshot();
+    let view = View {
+        name: &log.name,
+        origin: &log.origin,
+        store: log.store.as_ref(),
+        snap: &snap,
+    };
+    if let Some((index, r)) = view.pending(recorded)? {
         bail!(
             "log {}: a rotation of its key to {} was logged at index {index} but not finished; \
              run `ledger rotate-key --log {}` again (server stopped) to finish it",
@@ -136,7 +153,7 @@ pub fn check_at_start(log: &Log, recorded: &[u64]) -> Result<LogKeys> {
             log.name
         );
     }
-    let history = history(log, recorded)?;
+    let history = view.history(recorded, &log.vkey)?;
     if history.current() != log.vkey {
         let from = history.periods.last().map_or(0, |p| p.from_size);
         bail!(
@@ -159,7 +176,9 @@ pub fn history_file(log: &Log, keys: &LogKeys) -> Result<HistoryFile> {
     let snap = log.snapshot();
     let mut rotations = Vec::with_capacity(keys.rotations.len());
     for &index in &keys.rotations {
-        let entry = entry_at(log, index)?;
+        let entry = read_entries(log.store.as_ref(), &snap, index..index + 1)?
+            .pop()
+            .with_context(|| format!("entry {index} is missing"))?;
         let checkpoint = log
             .checkpoint_at(index + 1)?
             .with_context(|| format!("no stored checkpoint of size {}", index + 1))?;
@@ -197,9 +216,22 @@ pub struct Rotated {
     pub logged_now: bool,
 }
 
+/// Where a log's keys live, for `ledger rotate-key`.
+pub enum KeySource {
+    /// `keys/<log>.key` in the data directory; the new key is generated beside it.
+    Files,
+    /// A PKCS#11 token: the key in force and the new one (made by `ledger hsm-keygen`),
+    /// by label. After the rotation the server is started with `--hsm-key LOG=<new>`.
+    Hsm {
+        token: crate::hsm::HsmConfig,
+        old_label: String,
+        new_label: String,
+    },
+}
+
 /// `ledger rotate-key`: rotates the key of log `name` in the (stopped) ledger at
 /// `data_dir`, or finishes a rotation a crash interrupted.
-pub fn rotate(data_dir: &Path, name: &str, reason: &str) -> Result<Rotated> {
+pub fn rotate(data_dir: &Path, name: &str, reason: &str, source: KeySource) -> Result<Rotated> {
     // Checked before anything is touched.
     if name.is_empty()
         || name.len() > 64
@@ -219,12 +251,10 @@ pub fn rotate(data_dir: &Path, name: &str, reason: &str) -> Result<Rotated> {
         );
     }
     let key_dir = data_dir.join("keys");
-    let (skey_path, vkey_path) = keys::key_paths(&key_dir, name);
-    let next_path = key_dir.join(format!("{name}.key.next"));
-    let current_vkey = ledger_client::read_vkey_file(&vkey_path)
-        .with_context(|| format!("log {name}: its key files are in {}", key_dir.display()))?;
-    let origin = ledger_client::parse_vkey(&current_vkey)?.name().to_string();
     let db_path = data_dir.join("db");
+    if !db_path.exists() {
+        bail!("no database at {}: nothing to rotate", db_path.display());
+    }
     let db = crate::store::rocks::RocksDb::open(&db_path, &[name.to_string()], 16 << 20)
         .with_context(|| {
             format!(
@@ -236,29 +266,29 @@ pub fn rotate(data_dir: &Path, name: &str, reason: &str) -> Result<Rotated> {
     let recorded_store = Recorded::new(rdb, rcf);
     let recorded = recorded_store.get(name)?;
     let store = Arc::new(db.log_store(name));
-    if crate::store::LogStore::latest_checkpoint(store.as_ref())?.is_none() {
+    let Some((_, latest)) = store.latest_checkpoint()? else {
         bail!("log {name} has no checkpoint yet: start the ledger once before rotating its key");
-    }
-
-    // The key in the key file must be the one in force, unless a crash interrupted the
-    // file swap of a logged rotation (then `.next` holds the key in force).
-    // A crash between the two renames of `finish` leaves the key in force in `.next`.
-    let old_path = if !skey_path.exists() && next_path.exists() {
-        &next_path
-    } else {
-        &skey_path
     };
-    let old = keys::load(old_path, &origin)?;
-    // Reads only: a log with a checkpoint signs nothing when opened.
-    let probe = Log::open(
+    // The origin is the checkpoint's first line (c2sp.org/tlog-checkpoint).
+    let origin = std::str::from_utf8(&latest)
+        .ok()
+        .and_then(|t| t.lines().next())
+        .context("the latest checkpoint has no origin line")?
+        .to_string();
+    let snap =
+        crate::log::recover(store.as_ref(), &origin)?.context("the log has no checkpoint")?;
+    let view = View {
         name,
-        &origin,
-        CheckpointSigner::new(keys::load(old_path, &origin)?.signer, "probe"),
-        old.vkey.clone(),
-        store.clone(),
-    )?;
-    if let Some((index, r)) = pending(&probe, &recorded)? {
-        finish(&key_dir, name, &origin, &r)?;
+        origin: &origin,
+        store: store.as_ref(),
+        snap: &snap,
+    };
+
+    // A rotation logged but not finished: finish it.
+    if let Some((index, r)) = view.pending(&recorded)? {
+        if let KeySource::Files = source {
+            finish(&key_dir, name, &origin, &r)?;
+        }
         recorded_store.add(name, index)?;
         return Ok(Rotated {
             index,
@@ -266,68 +296,153 @@ pub fn rotate(data_dir: &Path, name: &str, reason: &str) -> Result<Rotated> {
             logged_now: false,
         });
     }
-    let h = history(&probe, &recorded)?;
-    if h.current() != old.vkey {
-        // Logged and recorded, files not swapped: finish that.
-        if let Some(&index) = recorded.last() {
-            let r = Rotation::verify_entry(&entry_at(&probe, index)?, index)?;
-            if r.new == h.current() {
-                finish(&key_dir, name, &origin, &r)?;
-                return Ok(Rotated {
-                    index,
-                    rotation: r,
-                    logged_now: false,
-                });
+    let size = snap.size();
+    match source {
+        KeySource::Files => {
+            let (skey_path, _) = keys::key_paths(&key_dir, name);
+            let next_path = key_dir.join(format!("{name}.key.next"));
+            // A crash between the two renames of `finish` leaves the key in force in
+            // `.next`.
+            let old_path = if !skey_path.exists() && next_path.exists() {
+                &next_path
+            } else {
+                &skey_path
+            };
+            let old = keys::load(old_path, &origin)?;
+            let h = view.history(&recorded, &old.vkey)?;
+            if h.current() != old.vkey {
+                // Logged and recorded, files not swapped: finish that.
+                if let Some(&index) = recorded.last() {
+                    let r = Rotation::verify_entry(&view.entry(index)?, index)?;
+                    if r.new == h.current() {
+                        finish(&key_dir, name, &origin, &r)?;
+                        return Ok(Rotated {
+                            index,
+                            rotation: r,
+                            logged_now: false,
+                        });
+                    }
+                }
+                bail!(
+                    "log {name}: the key file holds {} but the key in force is {}",
+                    old.vkey,
+                    h.current()
+                );
             }
+            let what = format!("key file {}", old_path.display());
+            crate::signer::check_key_signed_log(store.as_ref(), name, &origin, &old.vkey, &what)?;
+            // 1. The new key, beside the old one.
+            if next_path.exists() {
+                // Left by an attempt that logged nothing (else `pending` found it).
+                std::fs::remove_file(&next_path)?;
+            }
+            let (skey, new_vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, &origin);
+            keys::write_private(&next_path, "private key", &format!("{skey}\n"))?;
+            sync_dir(&key_dir)?;
+            let new = signed_note::StandardSigner::new(&skey)
+                .map_err(|e| anyhow::anyhow!("the new key: {e}"))?;
+            // 2. The statement, under a checkpoint both keys sign.
+            let r = statement(&origin, &old.vkey, &new_vkey, size, reason)?;
+            let entry = signed_statement(&r, &old.signer, &new)?;
+            let signer = CheckpointSigner::new(old.signer, what).with_cosigner(new);
+            commit(store.clone(), name, &r, entry, signer)?;
+            fault("after-commit");
+            // 3. Swap the key files and record the rotation.
+            finish(&key_dir, name, &origin, &r)?;
+            recorded_store.add(name, size)?;
+            Ok(Rotated {
+                index: size,
+                rotation: r,
+                logged_now: true,
+            })
         }
-        bail!(
-            "log {name}: the key file holds {} but the key in force is {}",
-            old.vkey,
-            h.current()
-        );
+        KeySource::Hsm {
+            token,
+            old_label,
+            new_label,
+        } => {
+            let t = crate::hsm::Token::open(&token).with_context(|| {
+                format!(
+                    "opening PKCS#11 token {:?} in {}",
+                    token.token,
+                    token.module.display()
+                )
+            })?;
+            let open = |label: &str| {
+                crate::hsm::Pkcs11Signer::open(t.clone(), label, &origin)
+                    .with_context(|| format!("PKCS#11 key {label:?}"))
+            };
+            let (old, new) = (open(&old_label)?, open(&new_label)?);
+            let (old_vkey, new_vkey) = (old.vkey().to_string(), new.vkey().to_string());
+            if old_vkey == new_vkey {
+                bail!("--hsm-key and --new-hsm-key name the same key");
+            }
+            let h = view.history(&recorded, &old_vkey)?;
+            if h.current() != old_vkey {
+                bail!(
+                    "log {name}: the key in force is {}, not {old_vkey} (PKCS#11 key {old_label:?})",
+                    h.current()
+                );
+            }
+            let what = old.describe();
+            crate::signer::check_key_signed_log(store.as_ref(), name, &origin, &old_vkey, &what)?;
+            let r = statement(&origin, &old_vkey, &new_vkey, size, reason)?;
+            let entry = signed_statement(&r, &old, &new)?;
+            commit(
+                store.clone(),
+                name,
+                &r,
+                entry,
+                CheckpointSigner::from(old).with_cosigner(new),
+            )?;
+            fault("after-commit");
+            recorded_store.add(name, size)?;
+            Ok(Rotated {
+                index: size,
+                rotation: r,
+                logged_now: true,
+            })
+        }
     }
-    crate::signer::check_key_signed_log(
-        store.as_ref(),
-        name,
-        &origin,
-        &old.vkey,
-        &format!("key file {}", skey_path.display()),
-    )?;
-    drop(probe);
+}
 
-    // 1. The new key, beside the old one.
-    if next_path.exists() {
-        // Left by an attempt that logged nothing (else `pending` found it): unused.
-        std::fs::remove_file(&next_path)?;
-    }
-    let (skey, new_vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, &origin);
-    keys::write_private(&next_path, "private key", &format!("{skey}\n"))?;
-    sync_dir(&key_dir)?;
-    let new_signer =
-        signed_note::StandardSigner::new(&skey).map_err(|e| anyhow::anyhow!("the new key: {e}"))?;
-
-    // 2. The statement, in a batch of its own, under a checkpoint both keys sign.
-    let size = crate::store::LogStore::latest_checkpoint(store.as_ref())?.map_or(0, |(s, _)| s);
+fn statement(origin: &str, old: &str, new: &str, size: u64, reason: &str) -> Result<Rotation> {
     let r = Rotation {
-        origin: origin.clone(),
-        old: old.vkey.clone(),
-        new: new_vkey.clone(),
+        origin: origin.to_string(),
+        old: old.to_string(),
+        new: new.to_string(),
         size: size + 1,
         time: crate::access::tokens::now(),
         reason: reason.to_string(),
     };
     r.check()?;
+    Ok(r)
+}
+
+/// The statement as an entry: a signed note, signed by the old key and the new one.
+fn signed_statement(
+    r: &Rotation,
+    old: &dyn signed_note::Signer,
+    new: &dyn signed_note::Signer,
+) -> Result<bytes::Bytes> {
     let mut note = signed_note::Note::new(&r.text(), &[])
         .map_err(|e| anyhow::anyhow!("rotation statement: {e}"))?;
-    note.add_sigs(&[&old.signer, &new_signer])
+    note.add_sigs(&[old, new])
         .map_err(|e| anyhow::anyhow!("signing the rotation statement: {e}"))?;
-    let entry = bytes::Bytes::from(note.to_bytes());
-    let signer = CheckpointSigner::new(old.signer, format!("key file {}", skey_path.display()))
-        .with_cosigner(
-            signed_note::StandardSigner::new(&skey).map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
-    let log = Log::open(name, &origin, signer, old.vkey.clone(), store)?;
-    let pool = crate::sequencer::start(log.clone(), Default::default())?;
+    Ok(bytes::Bytes::from(note.to_bytes()))
+}
+
+/// Commits the statement alone, under a checkpoint `signer` signs (the old key with the
+/// new one beside it): one atomic write.
+fn commit(
+    store: Arc<crate::store::rocks::RocksLogStore>,
+    name: &str,
+    r: &Rotation,
+    entry: bytes::Bytes,
+    signer: CheckpointSigner,
+) -> Result<()> {
+    let log = Log::open(name, &r.origin, signer, r.old.clone(), store)?;
+    let pool = crate::sequencer::start(log, Default::default())?;
     let leaf = ledger_client::merkle::leaf_hash(&entry);
     let reply = pool
         .submit(vec![(entry, leaf)])?
@@ -335,23 +450,15 @@ pub fn rotate(data_dir: &Path, name: &str, reason: &str) -> Result<Rotated> {
         .context("the sequencer stopped")??;
     pool.shutdown();
     let seq = &reply.entries[0];
-    if seq.duplicate || seq.index != size {
+    if seq.duplicate || seq.index + 1 != r.size {
         bail!(
-            "the rotation statement landed at index {} (duplicate: {}), not {size}",
+            "the rotation statement landed at index {} (duplicate: {}), not {}",
             seq.index,
-            seq.duplicate
+            seq.duplicate,
+            r.size - 1
         );
     }
-
-    fault("after-commit");
-    // 3. Swap the key files and record the rotation.
-    finish(&key_dir, name, &origin, &r)?;
-    recorded_store.add(name, size)?;
-    Ok(Rotated {
-        index: size,
-        rotation: r,
-        logged_now: true,
-    })
+    Ok(())
 }
 
 /// Makes `keys/<log>.key` the rotation's new key (idempotent).
