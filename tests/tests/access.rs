@@ -1865,6 +1865,32 @@ fn a_restricted_models_bytes_are_downloaded_only_under_a_logged_grant_until_it_e
         json!([])
     );
 
+    // A CI gate can ask first: `ledgerctl policy check --action download` says no (exit 4)
+    // and names the rule, until a grant is in force.
+    let check = || {
+        ledgerctl(
+            Some(&reader),
+            &[
+                "policy",
+                "check",
+                "--server",
+                &l.url(""),
+                "--action",
+                "download",
+                "--name",
+                "m",
+                "--version",
+                "1",
+            ],
+        )
+    };
+    let (code, out, err) = check();
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("restricted-downloads-need-a-grant"),
+        "{out}{err}"
+    );
+
     // A grant by someone allowed to give it: rita, and only rita, has the bytes.
     let r = grant(&l, &steward, ask(600));
     assert_eq!(r.status, 201, "{}", r.text());
@@ -1881,6 +1907,8 @@ fn a_restricted_models_bytes_are_downloaded_only_under_a_logged_grant_until_it_e
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.body, b"restricted weights");
     assert_eq!(blob(&l, "GET", &publisher, &secret).status, 403);
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
     let me = get(&l.url("/access/v1/whoami"), Some(&reader)).json();
     assert_eq!(me["grants"][0]["id"], id.as_str(), "{me}");
     assert_eq!(

@@ -23,8 +23,9 @@ pub enum PolicyCommand {
 pub struct CheckArgs {
     #[command(flatten)]
     server: ServerArg,
-    /// publish, annotate, transition, alias or tombstone.
-    #[arg(long, value_parser = ["publish", "annotate", "transition", "alias", "tombstone"])]
+    /// publish, annotate, transition, approve, alias, tombstone, or download (the
+    /// version's bytes: a restricted one needs a grant in force).
+    #[arg(long, value_parser = ["publish", "annotate", "transition", "approve", "alias", "tombstone", "download"])]
     action: String,
     #[arg(long, value_name = "N")]
     name: String,
@@ -36,7 +37,7 @@ pub struct CheckArgs {
     /// Metadata of a version to publish (or new metadata), as key=value; repeatable.
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     meta: Vec<String>,
-    /// The stage a transition goes to.
+    /// The stage a transition (or an approval) goes to.
     #[arg(long, value_parser = parse_stage, value_name = "STAGE")]
     to: Option<Stage>,
 }
@@ -90,8 +91,8 @@ pub fn check(a: CheckArgs, timeout: Duration) -> Result<Output> {
     if a.action == "publish" && a.kind.is_none() {
         return Err(Failure::input("--action publish needs --kind"));
     }
-    if a.action == "transition" && a.to.is_none() {
-        return Err(Failure::input("--action transition needs --to"));
+    if (a.action == "transition" || a.action == "approve") && a.to.is_none() {
+        return Err(Failure::input(format!("--action {} needs --to", a.action)));
     }
     let mut body = json!({"action": a.action, "name": a.name, "version": a.version});
     if let Some(k) = a.kind {

@@ -942,14 +942,15 @@ async fn tombstone(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckReq {
-    /// `publish`, `annotate`, `transition`, `alias` or `tombstone`.
+    /// `publish`, `annotate`, `transition`, `approve`, `alias`, `tombstone` or
+    /// `download` (of the version's bytes: a restricted one needs a grant in force).
     action: String,
     name: String,
     version: String,
     /// For `publish`: the kind and metadata of the proposed version.
     kind: Option<Kind>,
     meta: Option<Metadata>,
-    /// For `transition`: the stage to move to.
+    /// For `transition` and `approve`: the stage to move to.
     to: Option<Stage>,
 }
 
@@ -977,12 +978,14 @@ async fn check_write(
             a @ (Action::Publish
             | Action::Annotate
             | Action::Transition
+            | Action::Approve
             | Action::Alias
-            | Action::Tombstone),
+            | Action::Tombstone
+            | Action::Download),
         ) => a,
         _ => {
             return Err(ApiError::invalid(format!(
-                "action must be publish, annotate, transition, alias or tombstone, not {:?}",
+                "action must be publish, annotate, transition, approve, alias, tombstone or download, not {:?}",
                 q.action
             )))
         }
@@ -991,8 +994,12 @@ async fn check_write(
     if action == Action::Publish && q.kind.is_none() {
         return Err(ApiError::invalid("a publish check needs the kind"));
     }
-    if action == Action::Transition && q.to.is_none() {
-        return Err(ApiError::invalid("a transition check needs to (the stage)"));
+    if matches!(action, Action::Transition | Action::Approve) && q.to.is_none() {
+        return Err(ApiError::invalid(format!(
+            "a{} {} check needs to (the stage)",
+            if action == Action::Approve { "n" } else { "" },
+            action.name()
+        )));
     }
     let Some(a) = &caller.0 else {
         return Ok(Json(serde_json::json!({
@@ -1067,7 +1074,8 @@ async fn check_write(
                     q.name, q.version, t.at.index
                 ));
             }
-            if let Some(to) = q.to.filter(|_| action == Action::Transition) {
+            let moving = matches!(action, Action::Transition | Action::Approve);
+            if let Some(to) = q.to.filter(|_| moving) {
                 if !v.stage.can_transition_to(to) {
                     problems.push(format!(
                         "{}@{} is {}; it cannot move to {to}",
@@ -1080,11 +1088,7 @@ async fn check_write(
                     problems.push(e);
                 }
             }
-            let target = if action == Action::Transition {
-                q.to
-            } else {
-                None
-            };
+            let target = if moving { q.to } else { None };
             Some(artifact_attrs(&r, v, target)?)
         }
     };
