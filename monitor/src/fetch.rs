@@ -1,0 +1,69 @@
+//! Reading a log through its tlog-tiles paths (and witnesses' monitoring paths), with size
+//! limits on every answer.
+
+use ledger_client::tiles::{TileKind, TilePath};
+use std::io::Read;
+use std::time::Duration;
+
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// Why a read failed: the network or the server (retried next round), or not found.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: {message}")]
+    Unavailable { url: String, message: String },
+    #[error("{url}: not found")]
+    NotFound { url: String },
+}
+
+/// GET `url`, at most `limit` bytes of body.
+pub fn get(agent: &ureq::Agent, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
+    let unavailable = |message: String| FetchError::Unavailable {
+        url: url.to_string(),
+        message,
+    };
+    let mut r = agent
+        .get(url)
+        .call()
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = r.status().as_u16();
+    if status == 404 {
+        return Err(FetchError::NotFound {
+            url: url.to_string(),
+        });
+    }
+    if status != 200 {
+        return Err(unavailable(format!("HTTP {status}")));
+    }
+    let mut body = Vec::new();
+    r.body_mut()
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| unavailable(e.to_string()))?;
+    if body.len() > limit {
+        return Err(unavailable(format!("answer larger than {limit} bytes")));
+    }
+    Ok(body)
+}
+
+/// `<prefix>/tile/...` for a hash tile or an entry bundle.
+pub fn tile_url(prefix: &str, kind: TileKind, index: u64, width: usize) -> String {
+    let p = TilePath {
+        kind,
+        index,
+        width: width as u16,
+    };
+    format!("{prefix}/{}", p.to_path())
+}
+
+/// Largest entry bundle: 256 entries of at most 65,535 bytes, each with a 2-byte length.
+pub const MAX_BUNDLE: usize = 256 * (65_535 + 2);
+/// Largest signed checkpoint read.
+pub const MAX_NOTE: usize = ledger_client::checkpoint::MAX_NOTE_SIZE;

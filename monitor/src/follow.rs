@@ -1,0 +1,462 @@
+//! Following one log: verify its checkpoint, rebuild the tree from the entry bundles,
+//! compare every hash tile, check the root, then compare with what witnesses cosigned.
+//! Only the tlog-tiles read path is used (`checkpoint`, `tile/...`), and nothing the log
+//! computed is believed: the tree is the monitor's own.
+
+use crate::alert::{Alert, Kind};
+use crate::config::{LogConfig, WitnessConfig};
+use crate::fetch::{get, tile_url, FetchError, MAX_BUNDLE, MAX_NOTE};
+use crate::state::{self, LogState, MAX_RAISED};
+use crate::tree::{ExpectedTile, SavedTree, Tree, TILE_WIDTH};
+use anyhow::{Context, Result};
+use base64::prelude::*;
+use ledger_client::checkpoint::VerifiedCheckpoint;
+use ledger_client::merkle::{hash_to_base64, Hash};
+use ledger_client::rotation::{HistoryFile, KeyHistory};
+use ledger_client::tiles::{decode_bundle, TileKind};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where alerts go (the caller fans them out to log, webhook and metrics).
+pub trait Sink {
+    fn alert(&self, a: Alert, seen: Instant);
+    fn metrics(&self) -> &crate::metrics::Metrics;
+}
+
+pub struct Follower {
+    url: String,
+    history: KeyHistory,
+    agent: ureq::Agent,
+    path: PathBuf,
+    /// The last verified checkpoint and the tree that matches it.
+    verified: Option<(VerifiedCheckpoint, Tree)>,
+    raised: Vec<String>,
+}
+
+/// A round stopped early: the log could not be read (retried), or it misbehaved (the
+/// alert is raised and the verified state stays where it was).
+pub enum Stop {
+    Fetch(FetchError),
+    Alerted,
+}
+
+impl From<FetchError> for Stop {
+    fn from(e: FetchError) -> Self {
+        Stop::Fetch(e)
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Follower {
+    /// Loads the log's keys and its saved state (re-verified: a damaged or foreign state
+    /// file is an error, not a fresh start).
+    pub fn open(cfg: &LogConfig, state_dir: &std::path::Path) -> Result<Follower> {
+        let vkey = ledger_client::read_vkey_file(&cfg.vkey)
+            .with_context(|| format!("the key of log {}", cfg.url))?;
+        let history = match &cfg.key_history {
+            None => KeyHistory::new(&vkey)?,
+            Some(p) => {
+                let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let f: HistoryFile = serde_json::from_slice(&b)
+                    .with_context(|| format!("parsing key history {}", p.display()))?;
+                f.verify(&vkey)
+                    .with_context(|| format!("key history {}", p.display()))?
+            }
+        };
+        let path = state::path_for(state_dir, &history.origin);
+        let mut f = Follower {
+            url: cfg.url.clone(),
+            history,
+            agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
+            path,
+            verified: None,
+            raised: vec![],
+        };
+        if let Some(s) = state::load(&f.path)? {
+            if s.origin != f.history.origin {
+                anyhow::bail!("{} is the state of {:?}", f.path.display(), s.origin);
+            }
+            match (&s.checkpoint, &s.tree) {
+                (Some(note), Some(saved)) => {
+                    let cp = f
+                        .history
+                        .verify_checkpoint(note.as_bytes())
+                        .with_context(|| format!("the saved checkpoint in {}", f.path.display()))?;
+                    let tree = Tree::try_from(saved)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.path.display()))?;
+                    if tree.size() != cp.size || tree.root() != cp.root {
+                        anyhow::bail!(
+                            "{}: the saved tree does not match the saved checkpoint",
+                            f.path.display()
+                        );
+                    }
+                    f.verified = Some((cp, tree));
+                }
+                (None, None) => {}
+                _ => anyhow::bail!("{}: a checkpoint without its tree", f.path.display()),
+            }
+            f.raised = s.raised;
+        }
+        Ok(f)
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.history.origin
+    }
+
+    pub fn size(&self) -> u64 {
+        self.verified.as_ref().map_or(0, |(c, _)| c.size)
+    }
+
+    /// Raises an alert once per (kind, subject).
+    fn raise(
+        &mut self,
+        sink: &dyn Sink,
+        seen: Instant,
+        kind: Kind,
+        subject: String,
+        message: String,
+        evidence: serde_json::Value,
+    ) {
+        let key = format!("{} {subject}", kind.name());
+        if self.raised.contains(&key) {
+            return;
+        }
+        self.raised.push(key);
+        if self.raised.len() > MAX_RAISED {
+            self.raised.remove(0);
+        }
+        sink.alert(
+            Alert {
+                kind,
+                log: self.history.origin.clone(),
+                message,
+                time: now(),
+                evidence,
+            },
+            seen,
+        );
+        // Remember it across restarts even though the verified state did not move.
+        if let Err(e) = self.save() {
+            tracing::error!(error = %format!("{e:#}"), "saving monitor state");
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        state::save(
+            &self.path,
+            &LogState {
+                origin: self.history.origin.clone(),
+                checkpoint: self
+                    .verified
+                    .as_ref()
+                    .map(|(cp, _)| String::from_utf8_lossy(&cp.note).into_owned()),
+                tree: self.verified.as_ref().map(|(_, t)| SavedTree::from(t)),
+                raised: self.raised.clone(),
+            },
+        )
+    }
+
+    /// One round: read the latest checkpoint and verify everything up to it.
+    pub fn round(&mut self, sink: &dyn Sink, witnesses: &[WitnessConfig]) -> Result<(), Stop> {
+        let seen = Instant::now();
+        let note = get(&self.agent, &format!("{}/checkpoint", self.url), MAX_NOTE)?;
+        let cp = match self.history.verify_checkpoint(&note) {
+            Ok(cp) => cp,
+            Err(e) => {
+                let digest = hex::encode(Sha256::digest(&note));
+                self.raise(
+                    sink,
+                    seen,
+                    Kind::BadSignature,
+                    digest,
+                    format!("the log's checkpoint does not verify: {e}"),
+                    json!({"checkpoint": String::from_utf8_lossy(&note)}),
+                );
+                return Err(Stop::Alerted);
+            }
+        };
+        let (base_size, base_root, base_note) = match &self.verified {
+            Some((old, _)) => (old.size, old.root, old.note.clone()),
+            None => (0, tlog_tiles::EMPTY_HASH, vec![]),
+        };
+        if cp.size < base_size {
+            self.raise(
+                sink,
+                seen,
+                Kind::Rollback,
+                format!("{} {}", cp.size, cp.root_base64()),
+                format!("the log went back from tree size {base_size} to {}", cp.size),
+                json!({"earlier": String::from_utf8_lossy(&base_note), "later": String::from_utf8_lossy(&note)}),
+            );
+            return Err(Stop::Alerted);
+        }
+        if cp.size == base_size {
+            if cp.root != base_root && !base_note.is_empty() {
+                self.raise(
+                    sink,
+                    seen,
+                    Kind::Fork,
+                    format!("{} {}", cp.size, cp.root_base64()),
+                    format!("two checkpoints of tree size {} with different roots", cp.size),
+                    json!({"a": String::from_utf8_lossy(&base_note), "b": String::from_utf8_lossy(&note)}),
+                );
+                return Err(Stop::Alerted);
+            }
+        } else {
+            self.catch_up(sink, seen, &cp)?;
+        }
+        self.compare_witnesses(sink, seen, witnesses);
+        Ok(())
+    }
+
+    /// Rebuilds the tree from the verified size up to `cp`, checking every tile on the way,
+    /// and accepts `cp` only if the root matches.
+    fn catch_up(
+        &mut self,
+        sink: &dyn Sink,
+        seen: Instant,
+        cp: &VerifiedCheckpoint,
+    ) -> Result<(), Stop> {
+        let mut tree = self
+            .verified
+            .as_ref()
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
+        let origin_note = String::from_utf8_lossy(&cp.note).into_owned();
+        // The first tile that differs: (url, served, expected, subject).
+        let mut wrong_tile: Option<(String, Vec<u8>, Vec<u8>, String)> = None;
+        let first = tree.size() / TILE_WIDTH as u64;
+        let last = (cp.size - 1) / TILE_WIDTH as u64;
+        let m = sink.metrics();
+        let label = crate::metrics::LogLabel {
+            log: self.history.origin.clone(),
+        };
+        for b in first..=last {
+            let width = (cp.size - b * TILE_WIDTH as u64).min(TILE_WIDTH as u64) as usize;
+            let url = tile_url(&self.url, TileKind::Entries, b, width);
+            let bytes = get(&self.agent, &url, MAX_BUNDLE)?;
+            let entries = match decode_bundle(&bytes) {
+                Ok(e) if e.len() == width => e,
+                Ok(e) => {
+                    self.raise(
+                        sink,
+                        seen,
+                        Kind::Malformed,
+                        format!("bundle {b} {}", cp.size),
+                        format!("{url} holds {} entries, not {width}", e.len()),
+                        json!({"checkpoint": origin_note, "url": url}),
+                    );
+                    return Err(Stop::Alerted);
+                }
+                Err(e) => {
+                    self.raise(
+                        sink,
+                        seen,
+                        Kind::Malformed,
+                        format!("bundle {b} {}", cp.size),
+                        format!("{url} is not an entry bundle: {e}"),
+                        json!({"checkpoint": origin_note, "url": url}),
+                    );
+                    return Err(Stop::Alerted);
+                }
+            };
+            let skip = (tree.size() - b * TILE_WIDTH as u64) as usize;
+            let mut done: Vec<ExpectedTile> = vec![];
+            for e in &entries[skip..] {
+                done.extend(tree.push(e));
+            }
+            m.entries_verified
+                .get_or_create(&label)
+                .inc_by((entries.len() - skip) as u64);
+            for t in done {
+                self.check_tile(&t, &mut wrong_tile)?;
+            }
+        }
+        for t in tree.partial_tiles() {
+            self.check_tile(&t, &mut wrong_tile)?;
+        }
+        // Entries first: if they do not hash to the signed root, an entry was rewritten
+        // (whatever the tiles say); if they do, a differing tile is the tile's fault.
+        let root = tree.root();
+        if root != cp.root {
+            self.raise(
+                sink,
+                seen,
+                Kind::TreeMismatch,
+                format!("{} {}", cp.size, cp.root_base64()),
+                format!(
+                    "the log's entries hash to {} at tree size {}, but its checkpoint says {}",
+                    hash_to_base64(&root),
+                    cp.size,
+                    cp.root_base64()
+                ),
+                json!({"checkpoint": origin_note, "computed_root": hash_to_base64(&root)}),
+            );
+            return Err(Stop::Alerted);
+        }
+        if let Some((url, served, expected, subject)) = wrong_tile {
+            self.raise(
+                sink,
+                seen,
+                Kind::TileMismatch,
+                subject,
+                format!("{url} differs from the tile the log's entries imply (the entries match the signed root)"),
+                json!({
+                    "checkpoint": origin_note,
+                    "url": url,
+                    "served": BASE64_STANDARD.encode(&served),
+                    "expected": BASE64_STANDARD.encode(expected),
+                }),
+            );
+            return Err(Stop::Alerted);
+        }
+        m.tree_size.get_or_create(&label).set(cp.size as i64);
+        m.checkpoints_verified.get_or_create(&label).inc();
+        self.verified = Some((cp.clone(), tree));
+        if let Err(e) = self.save() {
+            tracing::error!(error = %format!("{e:#}"), "saving monitor state");
+        }
+        Ok(())
+    }
+
+    /// Compares one tile with the one the log serves; remembers the first that differs.
+    #[allow(clippy::type_complexity)]
+    fn check_tile(
+        &self,
+        t: &ExpectedTile,
+        wrong: &mut Option<(String, Vec<u8>, Vec<u8>, String)>,
+    ) -> Result<(), Stop> {
+        if wrong.is_some() {
+            return Ok(());
+        }
+        let url = tile_url(
+            &self.url,
+            TileKind::Hashes { level: t.level },
+            t.index,
+            t.hashes.len(),
+        );
+        let served = get(&self.agent, &url, TILE_WIDTH * 32)?;
+        let expected = t.bytes();
+        if served != expected {
+            let subject = format!("{}/{}/{}", t.level, t.index, t.hashes.len());
+            *wrong = Some((url, served, expected, subject));
+        }
+        Ok(())
+    }
+
+    /// Split view: every witness's latest cosigned checkpoint of this log must be
+    /// consistent with the monitor's (same root at the same size; for a smaller size, a
+    /// consistency proof built from the log's tiles, authenticated against the monitor's
+    /// verified root, must hold).
+    fn compare_witnesses(&mut self, sink: &dyn Sink, seen: Instant, witnesses: &[WitnessConfig]) {
+        let Some((mine, _)) = self.verified.clone() else {
+            return;
+        };
+        let hash = hex::encode(Sha256::digest(self.history.origin.as_bytes()));
+        for w in witnesses {
+            let url = format!("{}/{hash}/checkpoint", w.url);
+            let note = match get(&self.agent, &url, MAX_NOTE) {
+                Ok(n) => n,
+                Err(FetchError::NotFound { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(witness = %w.name, error = %e, "witness unreadable");
+                    continue;
+                }
+            };
+            let Ok(theirs) = self.history.verify_checkpoint(&note) else {
+                tracing::warn!(witness = %w.name, "the witness serves a checkpoint the log's keys did not sign");
+                continue;
+            };
+            let consistent = if theirs.size == mine.size {
+                theirs.root == mine.root
+            } else if theirs.size < mine.size {
+                match self.tiles_prove(theirs.size, &mine) {
+                    Ok(proof) => tlog_tiles::check_tree(
+                        &proof,
+                        mine.size,
+                        mine.root,
+                        theirs.size,
+                        theirs.root,
+                    )
+                    .is_ok(),
+                    Err(e) => {
+                        tracing::warn!(witness = %w.name, error = %e, "cannot build a consistency proof from the tiles");
+                        continue;
+                    }
+                }
+            } else {
+                // The witness is ahead: the next round catches up and compares again.
+                continue;
+            };
+            if !consistent {
+                self.raise(
+                    sink,
+                    seen,
+                    Kind::SplitView,
+                    format!("{} {} {}", w.name, theirs.size, theirs.root_base64()),
+                    format!(
+                        "witness {} cosigned tree size {} with root {}, inconsistent with the monitor's verified tree size {} with root {}",
+                        w.name, theirs.size, theirs.root_base64(), mine.size, mine.root_base64()
+                    ),
+                    json!({
+                        "monitor_checkpoint": String::from_utf8_lossy(&mine.note),
+                        "witness_checkpoint": String::from_utf8_lossy(&note),
+                        "witness": w.name,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// A consistency proof from `old` to the verified checkpoint, from the log's hash
+    /// tiles, each authenticated against the verified root (tlog_tiles::TileHashReader).
+    fn tiles_prove(
+        &self,
+        old: u64,
+        mine: &VerifiedCheckpoint,
+    ) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let reader = HttpTiles {
+            agent: &self.agent,
+            url: &self.url,
+        };
+        let hashes = tlog_tiles::TileHashReader::new(mine.size, mine.root, &reader);
+        tlog_tiles::prove_tree(mine.size, old, &hashes)
+    }
+}
+
+struct HttpTiles<'a> {
+    agent: &'a ureq::Agent,
+    url: &'a str,
+}
+
+impl tlog_tiles::TileReader for HttpTiles<'_> {
+    fn height(&self) -> u8 {
+        8
+    }
+
+    fn read_tiles(&self, tiles: &[tlog_tiles::Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
+        tiles
+            .iter()
+            .map(|t| {
+                let url = tile_url(
+                    self.url,
+                    TileKind::Hashes { level: t.level() },
+                    t.level_index(),
+                    t.width() as usize,
+                );
+                get(self.agent, &url, TILE_WIDTH * 32)
+                    .map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
+}

@@ -1,0 +1,290 @@
+//! `ledger-monitor` against the real `ledger` and `ledger-witness`: it verifies a log through
+//! the tlog-tiles read path, resumes after a restart, and raises the right alert when the
+//! log's storage is tampered with (a rewritten entry, a changed hash tile) or when the log
+//! shows a witness a different tree than the monitor (split view).
+
+use ledger_client::merkle::Hash;
+use ledger_client::witness_protocol::AddCheckpoint;
+use ledger_e2e::witness::Witness;
+use ledger_e2e::{agent, binary, post, Ledger};
+use std::path::Path;
+use std::process::Command;
+
+fn add_batch(l: &Ledger, from: usize, n: usize) {
+    let entries: Vec<Vec<u8>> = (from..from + n)
+        .map(|i| format!("monitored entry {i}").into_bytes())
+        .collect();
+    let body = ledger_client::tiles::encode_bundle(entries.iter().map(|e| e.as_slice())).unwrap();
+    let r = post(
+        &agent(),
+        &l.url("/artifacts/add-batch"),
+        "application/octet-stream",
+        &body,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Writes a monitor configuration for the ledger's `artifacts` log.
+fn config(dir: &Path, l: &Ledger, witnesses: &[(&str, String)]) -> std::path::PathBuf {
+    std::fs::write(dir.join("log.vkey"), format!("{}\n", l.vkey("artifacts"))).unwrap();
+    let w: Vec<serde_json::Value> = witnesses
+        .iter()
+        .map(|(n, u)| serde_json::json!({"name": n, "url": u}))
+        .collect();
+    let c = serde_json::json!({
+        "state_dir": "state",
+        "logs": [{"url": l.url("/artifacts"), "vkey": "log.vkey"}],
+        "witnesses": w,
+    });
+    let p = dir.join("monitor.json");
+    std::fs::write(&p, c.to_string()).unwrap();
+    p
+}
+
+/// `ledger-monitor --once`: (exit code, stdout, the alerts it printed).
+/// Alert kinds and messages, for assertion messages (the evidence is long).
+fn kinds(alerts: &[serde_json::Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| format!("{}: {}", a["kind"], a["message"]))
+        .collect()
+}
+
+fn monitor_once(config: &Path) -> (i32, String, Vec<serde_json::Value>) {
+    let out = Command::new(binary("ledger-monitor"))
+        .arg("--config")
+        .arg(config)
+        .arg("--once")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let alerts = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ALERT "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+        alerts,
+    )
+}
+
+#[test]
+fn a_healthy_log_verifies_and_a_restarted_monitor_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::start(&dir.path().join("ledger"), &[]);
+    add_batch(&l, 0, 600);
+    let cfg = config(dir.path(), &l, &[]);
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert!(out.contains("from tree size 0"), "{out}");
+    assert!(out.contains("verified tree size 600"), "{out}");
+    // The state survives the process: the next run starts at 600 and reads only what is new.
+    add_batch(&l, 600, 35_000);
+    add_batch(&l, 35_600, 35_000);
+    let (code, out, _) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("from tree size 600"), "{out}");
+    assert!(out.contains("verified tree size 70600"), "{out}");
+    let (code, out, _) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("from tree size 70600"), "{out}");
+}
+
+/// Stops the ledger, changes its RocksDB directly, and starts it again.
+fn tamper(l: Ledger, data: &Path, change: impl FnOnce(&rocksdb::DB)) -> Ledger {
+    drop(l);
+    {
+        // Opened as the ledger opens it (its column families and their options).
+        let rocks =
+            ledger::store::rocks::RocksDb::open(&data.join("db"), &["artifacts".into()], 1 << 20)
+                .unwrap();
+        let (db, _) = rocks.derived("artifacts", "catalog");
+        change(&db);
+    }
+    Ledger::start(data, &[])
+}
+
+#[test]
+fn a_rewritten_entry_raises_tree_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &[]);
+    add_batch(&l, 0, 300);
+    let l = tamper(l, &data, |db| {
+        let cf = db.cf_handle("artifacts/bundle").unwrap();
+
+        let stored = db.get_cf(&cf, 0u64.to_be_bytes()).unwrap().unwrap();
+        let mut entries: Vec<Vec<u8>> = ledger_client::tiles::decode_bundle(&stored)
+            .unwrap()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        entries[5] = b"monitored entry 5, rewritten".to_vec();
+        let again =
+            ledger_client::tiles::encode_bundle(entries.iter().map(|e| e.as_slice())).unwrap();
+        db.put_cf(&cf, 0u64.to_be_bytes(), again).unwrap();
+    });
+    let cfg = config(dir.path(), &l, &[]);
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(alerts.len(), 1, "{:?}", kinds(&alerts));
+    assert_eq!(alerts[0]["kind"], "tree_mismatch", "{:?}", kinds(&alerts));
+    assert!(alerts[0]["evidence"]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains("\n300\n"));
+    // Raised once: a second run does not repeat it, and the verified state did not move.
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(alerts.is_empty());
+    assert!(out.contains("verified tree size 0"), "{out}");
+}
+
+#[test]
+fn a_changed_hash_tile_raises_tile_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &[]);
+    add_batch(&l, 0, 300);
+    let l = tamper(l, &data, |db| {
+        let cf = db.cf_handle("artifacts/tile").unwrap();
+        let key = [0u8, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut stored = db.get_cf(&cf, key).unwrap().unwrap();
+        // The first served hash (the leaf hash of entry 0).
+        stored[0] ^= 1;
+        db.put_cf(&cf, key, stored).unwrap();
+    });
+    let cfg = config(dir.path(), &l, &[]);
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(alerts.len(), 1, "{:?}", kinds(&alerts));
+    assert_eq!(alerts[0]["kind"], "tile_mismatch", "{:?}", kinds(&alerts));
+    assert!(alerts[0]["evidence"]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/artifacts/tile/0/000"));
+}
+
+#[test]
+fn a_log_that_shows_a_witness_another_tree_raises_split_view_with_both_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &[]);
+    add_batch(&l, 0, 10);
+    let vkey = l.vkey("artifacts").to_string();
+    let w = Witness::start(
+        &dir.path().join("w"),
+        "witness.example/w1",
+        &format!("log {vkey}\n"),
+        &[],
+    );
+    // The log's key holder signs a second tree of the same size and gets the witness to
+    // cosign it: the witness has seen nothing of the log, so it has no reason to refuse.
+    let skey = std::fs::read_to_string(data.join("keys/artifacts.key")).unwrap();
+    let origin = vkey.split('+').next().unwrap();
+    let other =
+        ledger_client::checkpoint::sign_checkpoint(skey.trim(), origin, 10, &Hash([7; 32]), &[])
+            .unwrap();
+    let body = AddCheckpoint {
+        old_size: 0,
+        proof: vec![],
+        checkpoint: other.clone(),
+    }
+    .to_bytes();
+    let r = post(&agent(), &w.url("/add-checkpoint"), "text/plain", &body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let cfg = config(dir.path(), &l, &[("w1", w.url(""))]);
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["kind"], "split_view", "{a}");
+    assert_eq!(a["evidence"]["witness"], "w1");
+    // Both signed checkpoints are in the evidence, and each verifies under the log's key.
+    for k in ["monitor_checkpoint", "witness_checkpoint"] {
+        let note = a["evidence"][k].as_str().unwrap();
+        let cp = ledger_client::verify_checkpoint(note.as_bytes(), &[&vkey], None).unwrap();
+        assert_eq!(cp.size, 10);
+    }
+    assert_ne!(
+        a["evidence"]["monitor_checkpoint"],
+        a["evidence"]["witness_checkpoint"]
+    );
+
+    // A witness at a smaller, consistent size is not a split: checked with a consistency
+    // proof built from the log's tiles.
+    let dir2 = tempfile::tempdir().unwrap();
+    let data2 = dir2.path().join("ledger");
+    let l2 = Ledger::start(&data2, &[]);
+    add_batch(&l2, 0, 300);
+    let early = ledger_e2e::get(&agent(), &l2.url("/artifacts/checkpoint"))
+        .unwrap()
+        .body;
+    add_batch(&l2, 300, 400);
+    let w2 = Witness::start(
+        &dir2.path().join("w"),
+        "witness.example/w2",
+        &format!("log {}\n", l2.vkey("artifacts")),
+        &[],
+    );
+    let body = AddCheckpoint {
+        old_size: 0,
+        proof: vec![],
+        checkpoint: early,
+    }
+    .to_bytes();
+    let r = post(&agent(), &w2.url("/add-checkpoint"), "text/plain", &body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cfg = config(dir2.path(), &l2, &[("w2", w2.url(""))]);
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out} {alerts:?}");
+}
+
+#[test]
+fn a_bad_configuration_or_a_damaged_state_file_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::start(&dir.path().join("ledger"), &[]);
+    add_batch(&l, 0, 3);
+    let cfg = config(dir.path(), &l, &[]);
+    assert_eq!(monitor_once(&cfg).0, 0);
+    // The saved state, damaged: refused, not silently restarted from scratch.
+    let state = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    s["tree"]["size"] = serde_json::json!(2);
+    std::fs::write(&state, s.to_string()).unwrap();
+    let (code, out, _) = monitor_once(&cfg);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("does not fit size 2") || out.contains("does not match"),
+        "{out}"
+    );
+    for (bad, says) in [
+        ("{", "parsing monitor configuration"),
+        (r#"{"state_dir": "s", "logs": []}"#, "names no log"),
+        (
+            r#"{"state_dir": "s", "logs": [{"url": "ftp://x", "vkey": "log.vkey"}]}"#,
+            "http",
+        ),
+        (
+            r#"{"state_dir": "s", "logs": [], "extra": 1}"#,
+            "unknown field",
+        ),
+    ] {
+        let p = dir.path().join("bad.json");
+        std::fs::write(&p, bad).unwrap();
+        let (code, out, _) = monitor_once(&p);
+        assert_eq!(code, 2, "{bad}: {out}");
+        assert!(out.contains(says), "{bad}: {out}");
+    }
+}
