@@ -288,3 +288,104 @@ fn a_bad_configuration_or_a_damaged_state_file_is_refused_with_a_clear_error() {
         assert!(out.contains(says), "{bad}: {out}");
     }
 }
+
+/// A webhook receiver on loopback that refuses the first `refuse` POSTs with 500 and
+/// hands every body it accepts to the returned channel.
+fn webhook(refuse: usize) -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.to_ascii_lowercase();
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            seen += 1;
+            let status = if seen <= refuse {
+                "500 Internal Server Error"
+            } else {
+                let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                "200 OK"
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn alerts_reach_a_webhook_that_fails_at_first_and_show_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &[]);
+    add_batch(&l, 0, 300);
+    let l = tamper(l, &data, |db| {
+        let cf = db.cf_handle("artifacts/tile").unwrap();
+        let key = [0u8; 9];
+        let mut stored = db.get_cf(&cf, key).unwrap().unwrap();
+        stored[31] ^= 0x80;
+        db.put_cf(&cf, key, stored).unwrap();
+    });
+    let cfg = config(dir.path(), &l, &[]);
+    let (url, alerts) = webhook(2);
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["webhook"] = serde_json::json!({"url": url, "max_attempts": 4});
+    c["interval_ms"] = serde_json::json!(200);
+    std::fs::write(&cfg, c.to_string()).unwrap();
+
+    let mut child = Command::new(binary("ledger-monitor"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let metrics_url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(u) = line.strip_prefix("metrics on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    // Delivered on the third attempt, once, although the monitor keeps polling.
+    let a = alerts
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the alert reached the webhook");
+    assert_eq!(a["kind"], "tile_mismatch", "{}", a["message"]);
+    assert_eq!(a["log"], "localhost/artifacts");
+    assert!(alerts
+        .recv_timeout(std::time::Duration::from_secs(2))
+        .is_err());
+    let m = ledger_e2e::get(&agent(), &metrics_url).unwrap().text();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        m.contains(r#"monitor_alerts_total{log="localhost/artifacts",kind="tile_mismatch"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains("monitor_alert_delay_seconds_count 1"), "{m}");
+    assert!(m.contains("monitor_webhook_failures_total 0"), "{m}");
+}
