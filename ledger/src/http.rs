@@ -112,7 +112,14 @@ fn routes(state: Shared) -> Router {
         .route("/{log}/tile/entries/{*path}", get(entry_bundle))
         // c2sp.org/tlog-tiles#log-entries: "Entry bundles SHOULD be compressed at the HTTP
         // layer". Hash tiles are random bytes, so only bundles go through compression.
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+        // The fastest level: entries are often incompressible digests and signatures, and a
+        // monitor catching up reads every bundle (at the default level deflate took 77% of
+        // the server's CPU while serving one; BENCHMARKS.md, the monitor).
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .quality(tower_http::CompressionLevel::Fastest),
+        );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -5,7 +5,8 @@
 
 use crate::alert::{Alert, Kind};
 use crate::config::{LogConfig, WitnessConfig};
-use crate::fetch::{get, tile_url, FetchError, MAX_BUNDLE, MAX_NOTE};
+use crate::fetch::{get, tile_url, FetchError, MAX_NOTE};
+use crate::pipeline;
 use crate::state::{self, LogState, MAX_RAISED};
 use crate::tree::{ExpectedTile, SavedTree, Tree, TILE_WIDTH};
 use anyhow::{Context, Result};
@@ -13,7 +14,7 @@ use base64::prelude::*;
 use ledger_client::checkpoint::VerifiedCheckpoint;
 use ledger_client::merkle::{hash_to_base64, Hash};
 use ledger_client::rotation::{HistoryFile, KeyHistory};
-use ledger_client::tiles::{decode_bundle, TileKind};
+use ledger_client::tiles::TileKind;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -23,6 +24,47 @@ use std::time::Instant;
 pub trait Sink {
     fn alert(&self, a: Alert, seen: Instant);
     fn metrics(&self) -> &crate::metrics::Metrics;
+}
+
+/// Concurrent reads of tiles above level 0.
+const FETCHERS: usize = 8;
+
+/// GETs every URL with up to [`FETCHERS`] threads, each answer passed through `then` on
+/// the thread that fetched it (so decoding and leaf hashing run in parallel too); results
+/// in the order asked.
+fn fetch_all<T: Send>(
+    agent: &ureq::Agent,
+    urls: &[&str],
+    limit: usize,
+    then: impl Fn(usize, Vec<u8>) -> T + Sync,
+) -> Vec<Result<T, FetchError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<T, FetchError>>>> =
+        urls.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..FETCHERS.min(urls.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(url) = urls.get(i) else { break };
+                let r = get(agent, url, limit).map(|b| then(i, b));
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| {
+                    Err(FetchError::Unavailable {
+                        url: String::new(),
+                        message: "not fetched".into(),
+                    })
+                })
+        })
+        .collect()
 }
 
 pub struct Follower {
@@ -239,50 +281,49 @@ impl Follower {
         let label = crate::metrics::LogLabel {
             log: self.history.origin.clone(),
         };
-        for b in first..=last {
-            let width = (cp.size - b * TILE_WIDTH as u64).min(TILE_WIDTH as u64) as usize;
-            let url = tile_url(&self.url, TileKind::Entries, b, width);
-            let bytes = get(&self.agent, &url, MAX_BUNDLE)?;
-            let entries = match decode_bundle(&bytes) {
-                Ok(e) if e.len() == width => e,
-                Ok(e) => {
+        // Bundles and their level-0 tiles are fetched and leaf-hashed ahead by a few
+        // threads (pipeline.rs); the tree is built here, in order.
+        let mut higher: Vec<ExpectedTile> = vec![];
+        let agent = self.agent.clone();
+        let url = self.url.clone();
+        pipeline::run(&agent, &url, cp.size, first, last, |b, fetched| {
+            let f = fetched?;
+            let leaves = match f.leaves {
+                Ok(l) => l,
+                Err(problem) => {
                     self.raise(
                         sink,
                         seen,
                         Kind::Malformed,
                         format!("bundle {b} {}", cp.size),
-                        format!("{url} holds {} entries, not {width}", e.len()),
-                        json!({"checkpoint": origin_note, "url": url}),
-                    );
-                    return Err(Stop::Alerted);
-                }
-                Err(e) => {
-                    self.raise(
-                        sink,
-                        seen,
-                        Kind::Malformed,
-                        format!("bundle {b} {}", cp.size),
-                        format!("{url} is not an entry bundle: {e}"),
-                        json!({"checkpoint": origin_note, "url": url}),
+                        format!("{} {problem}", f.bundle_url),
+                        json!({"checkpoint": origin_note, "url": f.bundle_url}),
                     );
                     return Err(Stop::Alerted);
                 }
             };
+            // The level-0 tile over a bundle is its leaf hashes.
+            let expected: Vec<u8> = leaves.iter().flat_map(|h| h.0).collect();
+            if wrong_tile.is_none() && f.tile0 != expected {
+                let subject = format!("0/{b}/{}", leaves.len());
+                wrong_tile = Some((f.tile0_url, f.tile0, expected, subject));
+            }
             let skip = (tree.size() - b * TILE_WIDTH as u64) as usize;
-            let mut done: Vec<ExpectedTile> = vec![];
-            for e in &entries[skip..] {
-                done.extend(tree.push(e));
+            for l in &leaves[skip..] {
+                higher.extend(tree.push_leaf(*l).into_iter().filter(|t| t.level > 0));
             }
             m.entries_verified
                 .get_or_create(&label)
-                .inc_by((entries.len() - skip) as u64);
-            for t in done {
-                self.check_tile(&t, &mut wrong_tile)?;
-            }
-        }
-        for t in tree.partial_tiles() {
-            self.check_tile(&t, &mut wrong_tile)?;
-        }
+                .inc_by((leaves.len() - skip) as u64);
+            Ok(())
+        })?;
+        self.check_tiles(&higher, &mut wrong_tile)?;
+        let partial: Vec<ExpectedTile> = tree
+            .partial_tiles()
+            .into_iter()
+            .filter(|t| t.level > 0)
+            .collect();
+        self.check_tiles(&partial, &mut wrong_tile)?;
         // Entries first: if they do not hash to the signed root, an entry was rewritten
         // (whatever the tiles say); if they do, a differing tile is the tile's fault.
         let root = tree.root();
@@ -327,27 +368,41 @@ impl Follower {
         Ok(())
     }
 
-    /// Compares one tile with the one the log serves; remembers the first that differs.
+    /// Compares tiles with those the log serves; remembers the first that differs.
     #[allow(clippy::type_complexity)]
-    fn check_tile(
+    fn check_tiles(
         &self,
-        t: &ExpectedTile,
+        tiles: &[ExpectedTile],
         wrong: &mut Option<(String, Vec<u8>, Vec<u8>, String)>,
     ) -> Result<(), Stop> {
-        if wrong.is_some() {
+        if wrong.is_some() || tiles.is_empty() {
             return Ok(());
         }
-        let url = tile_url(
-            &self.url,
-            TileKind::Hashes { level: t.level },
-            t.index,
-            t.hashes.len(),
+        let urls: Vec<String> = tiles
+            .iter()
+            .map(|t| {
+                tile_url(
+                    &self.url,
+                    TileKind::Hashes { level: t.level },
+                    t.index,
+                    t.hashes.len(),
+                )
+            })
+            .collect();
+        let served = fetch_all(
+            &self.agent,
+            &urls.iter().map(String::as_str).collect::<Vec<_>>(),
+            TILE_WIDTH * 32,
+            |_, bytes| bytes,
         );
-        let served = get(&self.agent, &url, TILE_WIDTH * 32)?;
-        let expected = t.bytes();
-        if served != expected {
-            let subject = format!("{}/{}/{}", t.level, t.index, t.hashes.len());
-            *wrong = Some((url, served, expected, subject));
+        for ((t, url), served) in tiles.iter().zip(urls).zip(served) {
+            let served = served?;
+            let expected = t.bytes();
+            if served != expected {
+                let subject = format!("{}/{}/{}", t.level, t.index, t.hashes.len());
+                *wrong = Some((url, served, expected, subject));
+                break;
+            }
         }
         Ok(())
     }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod fetch;
 pub mod follow;
 pub mod metrics;
+pub mod pipeline;
 pub mod state;
 pub mod tree;

@@ -38,18 +38,6 @@ pub struct Tree {
     tiles: Vec<Vec<Hash>>,
 }
 
-/// Root of a perfect tree over 256 node hashes (8 levels of `node_hash`).
-fn perfect_root(hashes: &[Hash]) -> Hash {
-    let mut level: Vec<Hash> = hashes.to_vec();
-    while level.len() > 1 {
-        level = level
-            .chunks_exact(2)
-            .map(|p| node_hash(&p[0], &p[1]))
-            .collect();
-    }
-    level[0]
-}
-
 impl Tree {
     pub fn size(&self) -> u64 {
         self.size
@@ -61,6 +49,12 @@ impl Tree {
     }
 
     pub fn push_leaf(&mut self, leaf: Hash) -> Vec<ExpectedTile> {
+        let mut done = vec![];
+        // The leaf is a level-0 tile hash; every node of height 8k the merges below make
+        // is the root of a just completed subtree of 256^k leaves: a level-k tile hash.
+        // So tiles cost no hashing of their own.
+        self.size += 1;
+        self.tile_hash(0, leaf, &mut done);
         let mut h = leaf;
         let mut height = 0u8;
         while let Some(&(top, left)) = self.range.last() {
@@ -70,11 +64,11 @@ impl Tree {
             self.range.pop();
             h = node_hash(&left, &h);
             height += 1;
+            if height % 8 == 0 {
+                self.tile_hash(usize::from(height / 8), h, &mut done);
+            }
         }
         self.range.push((height, h));
-        self.size += 1;
-        let mut done = vec![];
-        self.tile_hash(0, leaf, &mut done);
         done
     }
 
@@ -84,16 +78,13 @@ impl Tree {
         }
         self.tiles[level].push(h);
         if self.tiles[level].len() == TILE_WIDTH {
-            let hashes = std::mem::take(&mut self.tiles[level]);
             // Hashes at level L stand for subtrees of 256^L leaves.
             let index = (self.size >> (8 * level)) / TILE_WIDTH as u64 - 1;
-            let root = perfect_root(&hashes);
             done.push(ExpectedTile {
                 level: level as u8,
                 index,
-                hashes,
+                hashes: std::mem::take(&mut self.tiles[level]),
             });
-            self.tile_hash(level + 1, root, done);
         }
     }
 
