@@ -64,7 +64,7 @@ impl Tree {
             self.range.pop();
             h = node_hash(&left, &h);
             height += 1;
-            if height % 8 == 0 {
+            if height.is_multiple_of(8) {
                 self.tile_hash(usize::from(height / 8), h, &mut done);
             }
         }
