@@ -36,6 +36,7 @@
 //! ```
 
 pub mod attestation;
+pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod digest;

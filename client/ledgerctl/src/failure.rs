@@ -13,6 +13,8 @@ pub enum Kind {
     Server,
     /// 4: the policy in force would refuse the proposed change (`policy check`).
     Denied,
+    /// A check of `verify --bundle` with its own code (10-15) and name.
+    Check(u8, &'static str),
 }
 
 impl Kind {
@@ -22,6 +24,7 @@ impl Kind {
             Kind::Input => 2,
             Kind::Server => 3,
             Kind::Denied => 4,
+            Kind::Check(code, _) => code,
         }
     }
 
@@ -31,6 +34,7 @@ impl Kind {
             Kind::Input => "input_error",
             Kind::Server => "server_error",
             Kind::Denied => "policy_denied",
+            Kind::Check(_, name) => name,
         }
     }
 }
@@ -58,6 +62,12 @@ impl Failure {
     pub fn denied(message: impl Into<String>) -> Self {
         Failure {
             kind: Kind::Denied,
+            message: message.into(),
+        }
+    }
+    pub fn code(code: u8, name: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            kind: Kind::Check(code, name),
             message: message.into(),
         }
     }

@@ -7,6 +7,7 @@
 //! always printed on stderr; with `--json` a JSON object is printed on stdout as well.
 
 mod attest;
+mod bundle;
 mod failure;
 mod http;
 mod keys;
@@ -100,6 +101,9 @@ enum Command {
     /// Fetch or read a log's key history (its logged key rotations), verify it from the
     /// log's first key, and save it for `--key-history`.
     KeyHistory(keys::KeyHistoryArgs),
+    /// Fetch an artifact version's verification bundle (its events, their inclusion proofs,
+    /// the cosigned checkpoint and its time-stamps) for `verify --artifact --bundle`.
+    Bundle(bundle::BundleArgs),
 }
 
 #[derive(Args)]
@@ -188,15 +192,34 @@ struct ProveArgs {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("leaf").required(true).args(["entry", "leaf_hash"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["proof", "bundle"])))]
 struct VerifyArgs {
     /// File holding the log's verifier key (one vkey line); optional when --policy lists
     /// the log.
     #[arg(long, value_name = "FILE", required_unless_present = "policy")]
     vkey: Option<PathBuf>,
-    /// The .tlog-proof file ("-" for stdin).
-    #[arg(long, value_name = "FILE")]
-    proof: String,
+    /// The .tlog-proof file ("-" for stdin), with --entry or --leaf-hash.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "artifact"])]
+    proof: Option<String>,
+    /// An artifact verification bundle (`ledgerctl bundle`), with --artifact: exit 10 the
+    /// file is not the logged one, 11 log signature, 12 witness quorum, 13 time-stamp (or
+    /// too old), 14 not in the log, 15 lifecycle state not allowed, 2 unusable input.
+    #[arg(long, value_name = "FILE", requires = "artifact")]
+    bundle: Option<String>,
+    /// The artifact file a bundle is about.
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    artifact: Option<PathBuf>,
+    /// With --bundle: the stages the version may be in as of the bundle's checkpoint.
+    #[arg(
+        long,
+        value_name = "STAGES",
+        default_value = "approved,released",
+        requires = "bundle"
+    )]
+    require_stage: String,
+    /// With --bundle: the newest time-stamp must be at most this old (needs --tsa-roots).
+    #[arg(long, value_name = "SECS", requires = "bundle")]
+    max_age: Option<u64>,
     /// The entry the proof is about ("-" for stdin).
     #[arg(long, value_name = "FILE")]
     entry: Option<String>,
@@ -279,6 +302,7 @@ fn run(cli: Cli) -> Result<Output> {
         Command::Alias(a) => registry::alias(a, timeout),
         Command::Policy(policy::PolicyCommand::Check(a)) => policy::check(a, timeout),
         Command::KeyHistory(a) => keys::run(a, timeout),
+        Command::Bundle(a) => bundle::make(a, timeout),
     }
 }
 
@@ -383,7 +407,7 @@ fn parse_server_hashes(list: &[String], what: &str) -> Result<Vec<Hash>> {
         .collect()
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
         Failure::server(format!(
             "the log's {what} answer is not the expected JSON: {e}"
@@ -949,9 +973,35 @@ fn prove(a: ProveArgs, timeout: Duration, json_mode: bool) -> Result<Output> {
 fn verify(a: VerifyArgs) -> Result<Output> {
     let vkey = a.vkey.as_deref().map(load_vkey).transpose()?;
     let required = a.attest.load()?;
-    let bytes = read_input(&a.proof, MAX_TLOG_PROOF_SIZE, "proof file")?;
+    if let (Some(bundle_file), Some(artifact)) = (&a.bundle, &a.artifact) {
+        let stages = a
+            .require_stage
+            .split(',')
+            .map(|s| {
+                registry::parse_stage(s.trim())
+                    .map_err(|e| Failure::input(format!("--require-stage {s:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if a.max_age.is_some() && required.roots.is_none() {
+            return Err(Failure::input(
+                "--max-age needs --tsa-roots to date the checkpoint",
+            ));
+        }
+        return bundle::verify(bundle::VerifyBundle {
+            artifact,
+            bundle: bundle_file,
+            vkey,
+            loaded: &required,
+            stages,
+            max_age: a.max_age,
+        });
+    }
+    let proof_file = a.proof.clone().ok_or_else(|| {
+        Failure::input("give --proof (with --entry or --leaf-hash) or --bundle with --artifact")
+    })?;
+    let bytes = read_input(&proof_file, MAX_TLOG_PROOF_SIZE, "proof file")?;
     let tp = TlogProof::parse(&bytes)
-        .map_err(|e| Failure::input(format!("proof file {}: {e}", a.proof)))?;
+        .map_err(|e| Failure::input(format!("proof file {proof_file}: {e}")))?;
     let history = match (&a.key_history, &vkey) {
         (Some(p), Some(v)) => Some(keys::load(p, v)?),
         _ => None,
@@ -962,7 +1012,7 @@ fn verify(a: VerifyArgs) -> Result<Output> {
             let cp = keys::verify_checkpoint(
                 h,
                 &tp.checkpoint,
-                &format!("proof file {}: checkpoint", a.proof),
+                &format!("proof file {proof_file}: checkpoint"),
             )?;
             h.keys_at(cp.size)
         }
@@ -979,7 +1029,7 @@ fn verify(a: VerifyArgs) -> Result<Output> {
         &vkeys,
         a.origin.as_deref(),
         false,
-        &format!("proof file {}", a.proof),
+        &format!("proof file {proof_file}"),
     )?;
     let cp = &attested.checkpoint;
     let (extra_human, extra_json) = attest::report(&attested);
