@@ -7,6 +7,7 @@
 //! always printed on stderr; with `--json` a JSON object is printed on stdout as well.
 
 mod attest;
+mod audit;
 mod bundle;
 mod failure;
 mod http;
@@ -104,6 +105,9 @@ enum Command {
     /// Fetch an artifact version's verification bundle (its events, their inclusion proofs,
     /// the cosigned checkpoint and its time-stamps) for `verify --artifact --bundle`.
     Bundle(bundle::BundleArgs),
+    /// Auditor's checks: consistency between checkpoints; replay of the registry.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Args)]
@@ -303,6 +307,7 @@ fn run(cli: Cli) -> Result<Output> {
         Command::Policy(policy::PolicyCommand::Check(a)) => policy::check(a, timeout),
         Command::KeyHistory(a) => keys::run(a, timeout),
         Command::Bundle(a) => bundle::make(a, timeout),
+        Command::Audit(a) => audit::run(a, timeout),
     }
 }
 
@@ -375,7 +380,7 @@ fn entry_leaf(name: &str) -> Result<Hash> {
 /// Maps a checkpoint problem to an exit class: a checkpoint the user gave us that is
 /// malformed is an input error, one the server sent is a server error; a failed signature
 /// or origin check is a verification failure either way.
-fn checkpoint_failure(e: CheckpointError, from_server: bool, what: &str) -> Failure {
+pub(crate) fn checkpoint_failure(e: CheckpointError, from_server: bool, what: &str) -> Failure {
     let msg = format!("{what}: {e}");
     if e.is_malformed() {
         if from_server && !matches!(e, CheckpointError::BadVkey { .. } | CheckpointError::NoKeys) {
@@ -666,7 +671,7 @@ struct ConsistencyResponse {
 }
 
 /// Fetches the consistency proof between two sizes, checking the answer is for them.
-fn fetch_consistency(client: &Client, from: u64, to: u64) -> Result<Vec<Hash>> {
+pub(crate) fn fetch_consistency(client: &Client, from: u64, to: u64) -> Result<Vec<Hash>> {
     if from == 0 || from == to {
         return Ok(Vec::new());
     }
