@@ -23,6 +23,12 @@ pub enum Kind {
     Malformed,
     /// A witness cosigned a checkpoint inconsistent with the monitor's view.
     SplitView,
+    /// A user's rule matched a logged event (`evidence.rule` names it).
+    Rule,
+    /// A logged, non-tombstoned artifact's bytes are not in the blob store.
+    BlobMissing,
+    /// The blob store's bytes do not hash to the logged digest.
+    BlobCorrupt,
 }
 
 impl Kind {
@@ -35,6 +41,9 @@ impl Kind {
             Kind::TileMismatch => "tile_mismatch",
             Kind::Malformed => "malformed",
             Kind::SplitView => "split_view",
+            Kind::Rule => "rule",
+            Kind::BlobMissing => "blob_missing",
+            Kind::BlobCorrupt => "blob_corrupt",
         }
     }
 }

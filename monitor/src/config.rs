@@ -18,6 +18,100 @@ pub struct Config {
     pub witnesses: Vec<WitnessConfig>,
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// Alerts on events the user cares about (specs/monitor.md, "Rules").
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Blob health: read artifacts' bytes back and re-hash them.
+    #[serde(default)]
+    pub blobs: Option<BlobCheck>,
+}
+
+/// One rule: a name and exactly one condition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    /// A version of an artifact whose name matches this pattern (`*` matches any run of
+    /// characters) is published.
+    #[serde(default)]
+    pub new_version: Option<String>,
+    /// A version is tombstoned.
+    #[serde(default)]
+    pub tombstone: bool,
+    /// A version is published unsigned, or signed by a key id not in this list.
+    #[serde(default)]
+    pub publisher_keys: Option<Vec<String>>,
+    /// A version moves to `to` with fewer than `required` distinct approvers logged since
+    /// its stage was last set.
+    #[serde(default)]
+    pub approvals: Option<ApprovalRule>,
+    /// A policy set is put in force (an access audit log's `policy` record).
+    #[serde(default)]
+    pub policy_change: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    pub to: ledger_client::event::Stage,
+    pub required: usize,
+}
+
+/// `blobs`: where the artifacts' bytes are read (`<url>/v2/<name>/blobs/<digest>`, OCI).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobCheck {
+    /// The ledger's base URL.
+    pub url: String,
+    /// Versions checked per round (round-robin over every live version).
+    #[serde(default = "default_per_round")]
+    pub per_round: usize,
+}
+
+fn default_per_round() -> usize {
+    16
+}
+
+impl Rule {
+    fn check(&self) -> Result<()> {
+        let n = [
+            self.new_version.is_some(),
+            self.tombstone,
+            self.publisher_keys.is_some(),
+            self.approvals.is_some(),
+            self.policy_change,
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if n != 1 {
+            bail!(
+                "rule {:?} must have exactly one condition (new_version, tombstone, publisher_keys, approvals, policy_change), it has {n}",
+                self.name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `*`-glob matching (no other metacharacters).
+pub fn glob(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !s.starts_with(first) || !s[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn default_interval() -> u64 {
@@ -89,6 +183,18 @@ impl Config {
             }
             w.url = w.url.trim_end_matches('/').to_string();
         }
+        for r in &c.rules {
+            r.check()?;
+        }
+        if let Some(b) = &mut c.blobs {
+            if !(b.url.starts_with("http://") || b.url.starts_with("https://")) {
+                bail!("blobs.url {:?} must be http:// or https://", b.url);
+            }
+            b.url = b.url.trim_end_matches('/').to_string();
+            if b.per_round == 0 || b.per_round > 10_000 {
+                bail!("blobs.per_round must be 1 to 10000");
+            }
+        }
         if c.logs.is_empty() {
             bail!("the configuration names no log to monitor");
         }
@@ -98,5 +204,22 @@ impl Config {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs_match_runs_of_characters() {
+        assert!(glob("models/*", "models/resnet"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("exact", "exactly"));
+        assert!(!glob("models/*", "datasets/x"));
+        assert!(!glob("a*b*c", "aXXcYYb"));
+        assert!(!glob("ab*ba", "aba"));
     }
 }

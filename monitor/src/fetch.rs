@@ -70,3 +70,46 @@ pub fn tile_url(prefix: &str, kind: TileKind, index: u64, width: usize) -> Strin
 pub const MAX_BUNDLE: usize = 256 * (65_535 + 2);
 /// Largest signed checkpoint read.
 pub const MAX_NOTE: usize = ledger_client::checkpoint::MAX_NOTE_SIZE;
+
+/// Why reading a blob back failed.
+pub enum BlobRead {
+    /// Before any byte came: the store or the network (retried next round).
+    Fetch(FetchError),
+    /// After the answer started: the server broke off.
+    Broken(String),
+}
+
+/// Streams a blob and returns its SHA-256 (`None` if the store does not have it).
+pub fn hash_blob(
+    agent: &ureq::Agent,
+    url: &str,
+) -> Result<Option<ledger_client::digest::Digest>, BlobRead> {
+    use sha2::{Digest as _, Sha256};
+    let unavailable = |message: String| {
+        BlobRead::Fetch(FetchError::Unavailable {
+            url: url.to_string(),
+            message,
+        })
+    };
+    let mut r = agent
+        .get(url)
+        .header("accept-encoding", "identity")
+        .call()
+        .map_err(|e| unavailable(e.to_string()))?;
+    match r.status().as_u16() {
+        200 => {}
+        404 => return Ok(None),
+        s => return Err(unavailable(format!("HTTP {s}"))),
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut body = r.body_mut().with_config().limit(u64::MAX).reader();
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) => return Err(BlobRead::Broken(e.to_string())),
+        }
+    }
+    Ok(Some(ledger_client::digest::Digest(h.finalize().into())))
+}

@@ -4,7 +4,8 @@
 //! computed is believed: the tree is the monitor's own.
 
 use crate::alert::{Alert, Kind};
-use crate::config::{LogConfig, WitnessConfig};
+use crate::config::{glob, BlobCheck, LogConfig, Rule, WitnessConfig};
+use crate::facts::{self, Fact};
 use crate::fetch::{get, tile_url, FetchError, MAX_NOTE};
 use crate::pipeline;
 use crate::state::{self, LogState, MAX_RAISED};
@@ -75,6 +76,8 @@ pub struct Follower {
     /// The last verified checkpoint and the tree that matches it.
     verified: Option<(VerifiedCheckpoint, Tree)>,
     raised: Vec<String>,
+    versions: crate::facts::Versions,
+    blob_cursor: String,
 }
 
 /// A round stopped early: the log could not be read (retried), or it misbehaved (the
@@ -120,6 +123,8 @@ impl Follower {
             path,
             verified: None,
             raised: vec![],
+            versions: Default::default(),
+            blob_cursor: String::new(),
         };
         if let Some(s) = state::load(&f.path)? {
             if s.origin != f.history.origin {
@@ -145,6 +150,8 @@ impl Follower {
                 _ => anyhow::bail!("{}: a checkpoint without its tree", f.path.display()),
             }
             f.raised = s.raised;
+            f.versions = s.versions;
+            f.blob_cursor = s.blob_cursor;
         }
         Ok(f)
     }
@@ -202,12 +209,20 @@ impl Follower {
                     .map(|(cp, _)| String::from_utf8_lossy(&cp.note).into_owned()),
                 tree: self.verified.as_ref().map(|(_, t)| SavedTree::from(t)),
                 raised: self.raised.clone(),
+                versions: self.versions.clone(),
+                blob_cursor: self.blob_cursor.clone(),
             },
         )
     }
 
     /// One round: read the latest checkpoint and verify everything up to it.
-    pub fn round(&mut self, sink: &dyn Sink, witnesses: &[WitnessConfig]) -> Result<(), Stop> {
+    pub fn round(
+        &mut self,
+        sink: &dyn Sink,
+        witnesses: &[WitnessConfig],
+        rules: &[Rule],
+        blobs: Option<&BlobCheck>,
+    ) -> Result<(), Stop> {
         let seen = Instant::now();
         let note = get(&self.agent, &format!("{}/checkpoint", self.url), MAX_NOTE)?;
         let cp = match self.history.verify_checkpoint(&note) {
@@ -253,9 +268,12 @@ impl Follower {
                 return Err(Stop::Alerted);
             }
         } else {
-            self.catch_up(sink, seen, &cp)?;
+            self.catch_up(sink, seen, &cp, rules)?;
         }
         self.compare_witnesses(sink, seen, witnesses);
+        if let Some(b) = blobs {
+            self.check_blobs(sink, seen, b)?;
+        }
         Ok(())
     }
 
@@ -266,7 +284,9 @@ impl Follower {
         sink: &dyn Sink,
         seen: Instant,
         cp: &VerifiedCheckpoint,
+        rules: &[Rule],
     ) -> Result<(), Stop> {
+        let mut facts: Vec<(u64, Fact)> = vec![];
         let mut tree = self
             .verified
             .as_ref()
@@ -309,6 +329,8 @@ impl Follower {
                 wrong_tile = Some((f.tile0_url, f.tile0, expected, subject));
             }
             let skip = (tree.size() - b * TILE_WIDTH as u64) as usize;
+            let from = tree.size();
+            facts.extend(f.facts.into_iter().filter(|(i, _)| *i >= from));
             for l in &leaves[skip..] {
                 higher.extend(tree.push_leaf(*l).into_iter().filter(|t| t.level > 0));
             }
@@ -359,6 +381,10 @@ impl Follower {
             );
             return Err(Stop::Alerted);
         }
+        // The entries are verified: what they say counts now.
+        for (index, fact) in facts {
+            self.learn(sink, seen, cp, rules, index, fact);
+        }
         m.tree_size.get_or_create(&label).set(cp.size as i64);
         m.checkpoints_verified.get_or_create(&label).inc();
         self.verified = Some((cp.clone(), tree));
@@ -403,6 +429,172 @@ impl Follower {
                 *wrong = Some((url, served, expected, subject));
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// Applies one verified fact to the versions the monitor knows, and the rules to it.
+    fn learn(
+        &mut self,
+        sink: &dyn Sink,
+        seen: Instant,
+        cp: &VerifiedCheckpoint,
+        rules: &[Rule],
+        index: u64,
+        fact: Fact,
+    ) {
+        let mut matched: Vec<(String, String)> = vec![];
+        match &fact {
+            Fact::Published {
+                name,
+                version,
+                digest,
+                publisher,
+                keyid,
+            } => {
+                self.versions
+                    .entry(facts::key(name, version))
+                    .or_insert(facts::VersionFacts {
+                        digest: *digest,
+                        tombstoned: false,
+                        approvals: vec![],
+                    });
+                for r in rules {
+                    if let Some(p) = &r.new_version {
+                        if glob(p, name) {
+                            matched.push((
+                                r.name.clone(),
+                                format!("{name}@{version} was published by {publisher}"),
+                            ));
+                        }
+                    }
+                    if let Some(keys) = &r.publisher_keys {
+                        match keyid {
+                            Some(k) if keys.contains(k) => {}
+                            Some(k) => matched.push((r.name.clone(), format!("{name}@{version} is signed by key {k:?}, not a known publisher key"))),
+                            None => matched.push((r.name.clone(), format!("{name}@{version} was published unsigned"))),
+                        }
+                    }
+                }
+            }
+            Fact::Approval {
+                name,
+                version,
+                to,
+                actor,
+            } => {
+                if let Some(v) = self.versions.get_mut(&facts::key(name, version)) {
+                    v.approvals.push((actor.clone(), *to));
+                }
+            }
+            Fact::Lifecycle {
+                name,
+                version,
+                to,
+                actor,
+            } => {
+                let key = facts::key(name, version);
+                let approvers: std::collections::BTreeSet<String> = self
+                    .versions
+                    .get(&key)
+                    .map(|v| {
+                        v.approvals
+                            .iter()
+                            .filter(|(_, s)| s == to)
+                            .map(|(a, _)| a.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for r in rules {
+                    if let Some(a) = &r.approvals {
+                        if a.to == *to && approvers.len() < a.required {
+                            matched.push((r.name.clone(), format!(
+                                "{key} moved to {to} (by {actor}) with {} of the {} approvals required",
+                                approvers.len(), a.required
+                            )));
+                        }
+                    }
+                }
+                if let Some(v) = self.versions.get_mut(&key) {
+                    v.approvals.clear();
+                }
+            }
+            Fact::Tombstone {
+                name,
+                version,
+                reason,
+            } => {
+                if let Some(v) = self.versions.get_mut(&facts::key(name, version)) {
+                    v.tombstoned = true;
+                }
+                for r in rules.iter().filter(|r| r.tombstone) {
+                    matched.push((
+                        r.name.clone(),
+                        format!("{name}@{version} was tombstoned: {reason}"),
+                    ));
+                }
+            }
+            Fact::Policy { digest, by } => {
+                for r in rules.iter().filter(|r| r.policy_change) {
+                    matched.push((
+                        r.name.clone(),
+                        format!("policy {digest} put in force by {by}"),
+                    ));
+                }
+            }
+        }
+        for (rule, message) in matched {
+            self.raise(
+                sink,
+                seen,
+                Kind::Rule,
+                format!("{rule} {index}"),
+                format!("rule {rule}: {message} (entry {index})"),
+                json!({"rule": rule, "index": index, "checkpoint": String::from_utf8_lossy(&cp.note)}),
+            );
+        }
+    }
+
+    /// Reads back up to `per_round` live versions' bytes (round-robin) and re-hashes them.
+    fn check_blobs(&mut self, sink: &dyn Sink, seen: Instant, b: &BlobCheck) -> Result<(), Stop> {
+        let live: Vec<(String, ledger_client::digest::Digest)> = self
+            .versions
+            .iter()
+            .filter(|(_, v)| !v.tombstoned)
+            .map(|(k, v)| (k.clone(), v.digest))
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let start = live.partition_point(|(k, _)| k.as_str() <= self.blob_cursor.as_str());
+        let picked: Vec<_> = live
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(b.per_round.min(live.len()))
+            .cloned()
+            .collect();
+        for (key, digest) in picked {
+            let name = key.rsplit_once('@').map_or(key.as_str(), |(n, _)| n);
+            let url = format!("{}/v2/{name}/blobs/{digest}", b.url);
+            let outcome = crate::fetch::hash_blob(&self.agent, &url);
+            let evidence = json!({"artifact": key, "digest": digest.to_string(), "url": url});
+            match outcome {
+                Ok(Some(got)) if got == digest => {}
+                Ok(Some(got)) => self.raise(sink, seen, Kind::BlobCorrupt, format!("{key} {got}"),
+                    format!("{key}: the blob store's bytes hash to {got}, not the logged {digest}"), evidence),
+                Ok(None) => self.raise(sink, seen, Kind::BlobMissing, key.clone(),
+                    format!("{key}: the blob store has no bytes for {digest}"), evidence),
+                // The ledger re-hashes what it serves and breaks the connection rather than
+                // finish a blob that does not match: corrupt, unless it never started.
+                Err(crate::fetch::BlobRead::Broken(m)) => self.raise(sink, seen, Kind::BlobCorrupt, format!("{key} broken"),
+                    format!("{key}: reading {digest} failed midway ({m}): the stored bytes do not match"), evidence),
+                Err(crate::fetch::BlobRead::Fetch(e)) => return Err(Stop::Fetch(e)),
+            }
+            self.blob_cursor = key;
+        }
+        if let Err(e) = self.save() {
+            tracing::error!(error = %format!("{e:#}"), "saving monitor state");
         }
         Ok(())
     }

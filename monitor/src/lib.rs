@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod facts;
 pub mod fetch;
 pub mod follow;
 pub mod metrics;

@@ -145,7 +145,12 @@ fn run() -> Result<u8> {
     loop {
         let mut unreadable = false;
         for f in &mut followers {
-            match f.round(&out, &config.witnesses) {
+            match f.round(
+                &out,
+                &config.witnesses,
+                &config.rules,
+                config.blobs.as_ref(),
+            ) {
                 Ok(()) => {}
                 Err(Stop::Alerted) => {}
                 Err(Stop::Fetch(e)) => {

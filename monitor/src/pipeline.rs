@@ -25,14 +25,24 @@ pub struct Fetched {
     pub tile0: Vec<u8>,
     pub bundle_url: String,
     pub tile0_url: String,
+    /// What the entries say that rules and blob checks need: (index, fact).
+    pub facts: Vec<(u64, crate::facts::Fact)>,
 }
 
 fn fetch(agent: &ureq::Agent, prefix: &str, b: u64, width: usize) -> Result<Fetched, FetchError> {
     let bundle_url = tile_url(prefix, TileKind::Entries, b, width);
     let tile0_url = tile_url(prefix, TileKind::Hashes { level: 0 }, b, width);
     let bytes = get(agent, &bundle_url, MAX_BUNDLE)?;
+    let mut facts = vec![];
     let leaves = match decode_bundle(&bytes) {
-        Ok(e) if e.len() == width => Ok(e.iter().map(|x| leaf_hash(x)).collect()),
+        Ok(e) if e.len() == width => {
+            for (k, x) in e.iter().enumerate() {
+                if let Some(f) = crate::facts::of(x) {
+                    facts.push((b * TILE_WIDTH as u64 + k as u64, f));
+                }
+            }
+            Ok(e.iter().map(|x| leaf_hash(x)).collect())
+        }
         Ok(e) => Err(format!("holds {} entries, not {width}", e.len())),
         Err(e) => Err(format!("is not an entry bundle: {e}")),
     };
@@ -42,6 +52,7 @@ fn fetch(agent: &ureq::Agent, prefix: &str, b: u64, width: usize) -> Result<Fetc
         tile0,
         bundle_url,
         tile0_url,
+        facts,
     })
 }
 

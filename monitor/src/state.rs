@@ -20,6 +20,12 @@ pub struct LogState {
     /// Keys of the alerts raised (`<kind> <size> <root>`), oldest first.
     #[serde(default)]
     pub raised: Vec<String>,
+    /// What the verified entries said about each artifact version.
+    #[serde(default)]
+    pub versions: crate::facts::Versions,
+    /// The last version whose blob was checked (round-robin).
+    #[serde(default)]
+    pub blob_cursor: String,
 }
 
 /// At most this many raised-alert keys are kept (the oldest are forgotten).

@@ -389,3 +389,133 @@ fn alerts_reach_a_webhook_that_fails_at_first_and_show_in_the_metrics() {
     assert!(m.contains("monitor_alert_delay_seconds_count 1"), "{m}");
     assert!(m.contains("monitor_webhook_failures_total 0"), "{m}");
 }
+
+fn registry(l: &Ledger, what: &str, body: serde_json::Value) {
+    let r = ledger_e2e::request(
+        &agent(),
+        "POST",
+        &l.url(&format!("/registry/v1/{what}")),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{what}: {}", r.text());
+}
+
+fn publish(l: &Ledger, name: &str, version: &str, kind: &str, bytes: &[u8]) -> String {
+    let d = ledger_client::digest::Digest::of(bytes).to_string();
+    let r = post(
+        &agent(),
+        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
+        "application/octet-stream",
+        bytes,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut body = serde_json::json!({"name": name, "version": version, "kind": kind,
+                                      "digest": d, "actor": "ci"});
+    if kind == "dataset" {
+        body["meta"] = serde_json::json!({"license": "CC0", "source": "https://x.example"});
+    }
+    registry(l, "publish", body);
+    d
+}
+
+/// The blob store's file holding `bytes` (content-addressed: found by its hex digest).
+fn blob_file(data: &Path, digest: &str) -> std::path::PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().and_then(|n| n.to_str()) == Some(hex) {
+                return p;
+            }
+        }
+    }
+    panic!("no blob file for {digest} under {}", data.display());
+}
+
+#[test]
+fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &[]);
+    let m1 = publish(&l, "models/m", "1", "model", b"weights one");
+    let m2 = publish(&l, "models/m", "2", "model", b"weights two");
+    publish(&l, "datasets/d", "1", "dataset", b"rows");
+    for to in ["approved", "released"] {
+        registry(
+            &l,
+            "lifecycle",
+            serde_json::json!({"name": "models/m", "version": "1", "to": to, "actor": "r"}),
+        );
+    }
+    registry(
+        &l,
+        "tombstone",
+        serde_json::json!({"name": "datasets/d", "version": "1", "reason": "consent withdrawn",
+                           "actor": "legal"}),
+    );
+    let cfg = config(dir.path(), &l, &[]);
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["rules"] = serde_json::json!([
+        {"name": "new-model", "new_version": "models/*"},
+        {"name": "signed-releases", "publisher_keys": ["release-2026"]},
+        {"name": "two-eyes", "approvals": {"to": "released", "required": 1}},
+        {"name": "purges", "tombstone": true}
+    ]);
+    c["blobs"] = serde_json::json!({"url": l.url(""), "per_round": 10});
+    std::fs::write(&cfg, c.to_string()).unwrap();
+
+    // Healthy bytes first: only the rules speak.
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    let fired = |alerts: &[serde_json::Value], rule: &str| {
+        alerts
+            .iter()
+            .filter(|a| a["kind"] == "rule" && a["evidence"]["rule"] == rule)
+            .count()
+    };
+    assert_eq!(fired(&alerts, "new-model"), 2, "{:?}", kinds(&alerts));
+    assert_eq!(fired(&alerts, "signed-releases"), 3, "{:?}", kinds(&alerts));
+    assert_eq!(fired(&alerts, "two-eyes"), 1, "{:?}", kinds(&alerts));
+    assert_eq!(fired(&alerts, "purges"), 1, "{:?}", kinds(&alerts));
+    assert_eq!(alerts.len(), 7, "{:?}", kinds(&alerts));
+
+    // Then the store loses one model's bytes and corrupts another's.
+    std::fs::remove_file(blob_file(&data, &m1)).unwrap();
+    let f = blob_file(&data, &m2);
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&f, bytes).unwrap();
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    let k: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["evidence"]["artifact"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        k.contains(&("blob_missing".into(), "models/m@1".into())),
+        "{:?}",
+        kinds(&alerts)
+    );
+    assert!(
+        k.contains(&("blob_corrupt".into(), "models/m@2".into())),
+        "{:?}",
+        kinds(&alerts)
+    );
+    assert_eq!(
+        alerts.len(),
+        2,
+        "rules do not fire twice: {:?}",
+        kinds(&alerts)
+    );
+}

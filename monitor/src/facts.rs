@@ -1,0 +1,98 @@
+//! What the monitor learns from the entries it verified: registry events about artifact
+//! versions (specs/entries.md) and policy records of an access audit log
+//! (specs/access.md). They feed the user's rules and the blob health checks.
+
+use ledger_client::digest::Digest;
+use ledger_client::event::{Event, Stage};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One entry's meaning, if it has one the monitor cares about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    Published {
+        name: String,
+        version: String,
+        digest: Digest,
+        publisher: String,
+        /// The publisher signature's key id, if signed.
+        keyid: Option<String>,
+    },
+    Lifecycle {
+        name: String,
+        version: String,
+        to: Stage,
+        actor: String,
+    },
+    Approval {
+        name: String,
+        version: String,
+        to: Stage,
+        actor: String,
+    },
+    Tombstone {
+        name: String,
+        version: String,
+        reason: String,
+    },
+    /// An access-audit `policy` record: a policy set put in force.
+    Policy { digest: String, by: String },
+}
+
+/// Reads an entry. Anything not understood is no fact (opaque entries are legitimate).
+pub fn of(entry: &[u8]) -> Option<Fact> {
+    if entry.first() == Some(&b'{') {
+        let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
+        if v["type"] == "policy" {
+            return Some(Fact::Policy {
+                digest: v["policy_digest"].as_str()?.to_string(),
+                by: v["by"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        return None;
+    }
+    match Event::decode(entry).ok()? {
+        Event::Published(p) => Some(Fact::Published {
+            name: p.name,
+            version: p.version,
+            digest: p.digest,
+            publisher: p.actor,
+            keyid: p.sig.map(|s| s.keyid),
+        }),
+        Event::Lifecycle(l) => Some(Fact::Lifecycle {
+            name: l.name,
+            version: l.version,
+            to: l.to,
+            actor: l.actor,
+        }),
+        Event::Approval(a) => Some(Fact::Approval {
+            name: a.name,
+            version: a.version,
+            to: a.to,
+            actor: a.actor,
+        }),
+        Event::Tombstone(t) => Some(Fact::Tombstone {
+            name: t.name,
+            version: t.version,
+            reason: t.reason,
+        }),
+        _ => None,
+    }
+}
+
+/// What the monitor keeps about each version (for rules and blob checks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionFacts {
+    pub digest: Digest,
+    pub tombstoned: bool,
+    /// Approvals since the version's stage was last set: (approver, stage).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<(String, Stage)>,
+}
+
+/// Versions by `name@version`.
+pub type Versions = BTreeMap<String, VersionFacts>;
+
+pub fn key(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
+}
