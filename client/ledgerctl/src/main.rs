@@ -225,10 +225,10 @@ struct VerifyArgs {
     #[arg(long, value_name = "SECS", requires = "bundle")]
     max_age: Option<u64>,
     /// The entry the proof is about ("-" for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["leaf_hash", "bundle"])]
     entry: Option<String>,
     /// Leaf hash of the entry (base64 or hex), instead of the entry.
-    #[arg(long, value_name = "HASH")]
+    #[arg(long, value_name = "HASH", conflicts_with = "bundle")]
     leaf_hash: Option<String>,
     /// Require this checkpoint origin.
     #[arg(long, value_name = "ORIGIN")]
