@@ -128,6 +128,10 @@ pub struct LogConfig {
     /// Optional key history (`ledgerctl key-history --out`), verified from `vkey`.
     #[serde(default)]
     pub key_history: Option<PathBuf>,
+    /// For a ledger with access control: a file holding a bearer credential (e.g. an API
+    /// token with the `auditor` role), sent to this log (and its blob store) only.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +175,9 @@ impl Config {
             l.vkey = base.join(&l.vkey);
             if let Some(h) = &mut l.key_history {
                 *h = base.join(&*h);
+            }
+            if let Some(t) = &mut l.token_file {
+                *t = base.join(&*t);
             }
             if !(l.url.starts_with("http://") || l.url.starts_with("https://")) {
                 bail!("log url {:?} must be http:// or https://", l.url);

@@ -23,16 +23,37 @@ pub enum FetchError {
 }
 
 /// GET `url`, at most `limit` bytes of body.
-pub fn get(agent: &ureq::Agent, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
+/// An HTTP agent and the bearer credential it presents, if any (a ledger with access
+/// control; never sent to witnesses).
+#[derive(Clone)]
+pub struct Http {
+    pub agent: ureq::Agent,
+    pub token: Option<String>,
+}
+
+impl Http {
+    fn request(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let r = self
+            .agent
+            .get(url)
+            // Uncompressed: entries are mostly digests and signatures, which do not
+            // compress, and inflating them cost the monitor an eighth of its time
+            // (BENCHMARKS.md).
+            .header("accept-encoding", "identity");
+        match &self.token {
+            Some(t) => r.header("authorization", format!("Bearer {t}")),
+            None => r,
+        }
+    }
+}
+
+pub fn get(http: &Http, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
     let unavailable = |message: String| FetchError::Unavailable {
         url: url.to_string(),
         message,
     };
-    let mut r = agent
-        .get(url)
-        // Uncompressed: entries are mostly digests and signatures, which do not compress,
-        // and inflating them cost the monitor an eighth of its time (BENCHMARKS.md).
-        .header("accept-encoding", "identity")
+    let mut r = http
+        .request(url)
         .call()
         .map_err(|e| unavailable(e.to_string()))?;
     let status = r.status().as_u16();
@@ -81,7 +102,7 @@ pub enum BlobRead {
 
 /// Streams a blob and returns its SHA-256 (`None` if the store does not have it).
 pub fn hash_blob(
-    agent: &ureq::Agent,
+    http: &Http,
     url: &str,
 ) -> Result<Option<ledger_client::digest::Digest>, BlobRead> {
     use sha2::{Digest as _, Sha256};
@@ -91,9 +112,8 @@ pub fn hash_blob(
             message,
         })
     };
-    let mut r = agent
-        .get(url)
-        .header("accept-encoding", "identity")
+    let mut r = http
+        .request(url)
         .call()
         .map_err(|e| unavailable(e.to_string()))?;
     match r.status().as_u16() {

@@ -6,7 +6,7 @@
 use crate::alert::{Alert, Kind};
 use crate::config::{glob, BlobCheck, LogConfig, Rule, WitnessConfig};
 use crate::facts::{self, Fact};
-use crate::fetch::{get, tile_url, FetchError, MAX_NOTE};
+use crate::fetch::{get, tile_url, FetchError, Http, MAX_NOTE};
 use crate::pipeline;
 use crate::state::{self, LogState, MAX_RAISED};
 use crate::tree::{ExpectedTile, SavedTree, Tree, TILE_WIDTH};
@@ -34,7 +34,7 @@ const FETCHERS: usize = 8;
 /// the thread that fetched it (so decoding and leaf hashing run in parallel too); results
 /// in the order asked.
 fn fetch_all<T: Send>(
-    agent: &ureq::Agent,
+    agent: &Http,
     urls: &[&str],
     limit: usize,
     then: impl Fn(usize, Vec<u8>) -> T + Sync,
@@ -68,10 +68,27 @@ fn fetch_all<T: Send>(
         .collect()
 }
 
+/// A bearer credential from a file: one line of printable ASCII.
+fn read_token(p: &std::path::Path) -> Result<String> {
+    let t = std::fs::read_to_string(p)
+        .with_context(|| format!("reading token file {}", p.display()))?;
+    let t = t.trim();
+    if t.is_empty() || t.len() > 16 * 1024 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!(
+            "token file {} must hold one credential: printable ASCII without spaces",
+            p.display()
+        );
+    }
+    Ok(t.to_string())
+}
+
 pub struct Follower {
     url: String,
     history: KeyHistory,
-    agent: ureq::Agent,
+    /// Reads the log (with its token, if any).
+    agent: Http,
+    /// Reads witnesses (never with the log's token).
+    witness_agent: Http,
     path: PathBuf,
     /// The last verified checkpoint and the tree that matches it.
     verified: Option<(VerifiedCheckpoint, Tree)>,
@@ -119,7 +136,17 @@ impl Follower {
         let mut f = Follower {
             url: cfg.url.clone(),
             history,
-            agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
+            agent: Http {
+                agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
+                token: match &cfg.token_file {
+                    Some(p) => Some(read_token(p)?),
+                    None => None,
+                },
+            },
+            witness_agent: Http {
+                agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
+                token: None,
+            },
             path,
             verified: None,
             raised: vec![],
@@ -610,7 +637,7 @@ impl Follower {
         let hash = hex::encode(Sha256::digest(self.history.origin.as_bytes()));
         for w in witnesses {
             let url = format!("{}/{hash}/checkpoint", w.url);
-            let note = match get(&self.agent, &url, MAX_NOTE) {
+            let note = match get(&self.witness_agent, &url, MAX_NOTE) {
                 Ok(n) => n,
                 Err(FetchError::NotFound { .. }) => continue,
                 Err(e) => {
@@ -680,7 +707,7 @@ impl Follower {
 }
 
 struct HttpTiles<'a> {
-    agent: &'a ureq::Agent,
+    agent: &'a Http,
     url: &'a str,
 }
 

@@ -3,7 +3,7 @@
 //! consumer, which takes them strictly in order. The round trips overlap; the tree is
 //! still built by one thread.
 
-use crate::fetch::{get, tile_url, FetchError, MAX_BUNDLE};
+use crate::fetch::{get, tile_url, FetchError, Http, MAX_BUNDLE};
 use crate::tree::TILE_WIDTH;
 use ledger_client::merkle::{leaf_hash, Hash};
 use ledger_client::tiles::{decode_bundle, TileKind};
@@ -29,7 +29,7 @@ pub struct Fetched {
     pub facts: Vec<(u64, crate::facts::Fact)>,
 }
 
-fn fetch(agent: &ureq::Agent, prefix: &str, b: u64, width: usize) -> Result<Fetched, FetchError> {
+fn fetch(agent: &Http, prefix: &str, b: u64, width: usize) -> Result<Fetched, FetchError> {
     let bundle_url = tile_url(prefix, TileKind::Entries, b, width);
     let tile0_url = tile_url(prefix, TileKind::Hashes { level: 0 }, b, width);
     let bytes = get(agent, &bundle_url, MAX_BUNDLE)?;
@@ -66,7 +66,7 @@ struct Shared {
 /// Runs `consume` on bundles `first..=last` of a tree of `size` entries, in order. Stops at
 /// the first error `consume` returns, and returns it.
 pub fn run<E>(
-    agent: &ureq::Agent,
+    agent: &Http,
     prefix: &str,
     size: u64,
     first: u64,

@@ -519,3 +519,46 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
         kinds(&alerts)
     );
 }
+
+#[test]
+fn a_ledger_with_access_control_is_monitored_with_a_token_and_refused_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    drop(Ledger::start(&data, &[]));
+    let admin = ledger_e2e::offline_token(&data, "root", "admin");
+    let auditor = ledger_e2e::offline_token(&data, "audra", "auditor");
+    std::fs::write(dir.path().join("access.json"), "{}").unwrap();
+    let acfg = dir.path().join("access.json");
+    let l = Ledger::start(&data, &["--access-config", acfg.to_str().unwrap()]);
+    let entries: Vec<Vec<u8>> = (0..300).map(|i| format!("e{i}").into_bytes()).collect();
+    let body = ledger_client::tiles::encode_bundle(entries.iter().map(|e| e.as_slice())).unwrap();
+    let r = ledger_e2e::request(
+        &agent(),
+        "POST",
+        &l.url("/artifacts/add-batch"),
+        &[
+            ("content-type", "application/octet-stream"),
+            ("authorization", &format!("Bearer {admin}")),
+        ],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cfg = config(dir.path(), &l, &[]);
+    // Without a credential every read is 401: the log is unreadable (exit 3), no alert.
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 3, "{out}");
+    assert!(alerts.is_empty());
+    std::fs::write(dir.path().join("auditor.token"), format!("{auditor}\n")).unwrap();
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["logs"][0]["token_file"] = serde_json::json!("auditor.token");
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let (code, out, _) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verified tree size 300"), "{out}");
+    // A token file that is not one credential is refused at start.
+    std::fs::write(dir.path().join("auditor.token"), "two words\n").unwrap();
+    let (code, out, _) = monitor_once(&cfg);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("printable ASCII"), "{out}");
+}
