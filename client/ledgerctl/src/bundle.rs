@@ -50,19 +50,19 @@ struct HistoryItem {
     index: u64,
 }
 #[derive(Deserialize)]
-struct Attestation {
-    tree_size: u64,
-    checkpoint: String,
+pub(crate) struct Attestation {
+    pub(crate) tree_size: u64,
+    pub(crate) checkpoint: String,
     #[serde(default)]
-    timestamps: Vec<String>,
+    pub(crate) timestamps: Vec<String>,
 }
 #[derive(Deserialize)]
 struct EntryAnswer {
     entry: String,
 }
 #[derive(Deserialize)]
-struct InclusionAnswer {
-    inclusion_proof: Vec<String>,
+pub(crate) struct InclusionAnswer {
+    pub(crate) inclusion_proof: Vec<String>,
 }
 
 pub fn make(a: BundleArgs, timeout: Duration) -> Result<Output> {
@@ -172,7 +172,7 @@ pub fn make(a: BundleArgs, timeout: Duration) -> Result<Output> {
     })
 }
 
-fn base64_decode(s: &str) -> Result<Vec<u8>> {
+pub(crate) fn base64_decode(s: &str) -> Result<Vec<u8>> {
     use base64::prelude::*;
     BASE64_STANDARD
         .decode(s)

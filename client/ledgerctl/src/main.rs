@@ -9,6 +9,7 @@
 mod attest;
 mod audit;
 mod bundle;
+mod export;
 mod failure;
 mod http;
 mod keys;
@@ -105,6 +106,11 @@ enum Command {
     /// Fetch an artifact version's verification bundle (its events, their inclusion proofs,
     /// the cosigned checkpoint and its time-stamps) for `verify --artifact --bundle`.
     Bundle(bundle::BundleArgs),
+    /// Export part of a log for compliance: entries with proofs, the cosigned checkpoint
+    /// and its time-stamps, a CSV summary, optionally the blobs; the export is logged.
+    Export(export::ExportArgs),
+    /// Verify an export offline.
+    VerifyExport(export::VerifyExportArgs),
     /// Auditor's checks: consistency between checkpoints; replay of the registry.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -308,6 +314,8 @@ fn run(cli: Cli) -> Result<Output> {
         Command::KeyHistory(a) => keys::run(a, timeout),
         Command::Bundle(a) => bundle::make(a, timeout),
         Command::Audit(a) => audit::run(a, timeout),
+        Command::Export(a) => export::export(a, timeout),
+        Command::VerifyExport(a) => export::verify_export(a),
     }
 }
 
