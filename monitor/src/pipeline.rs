@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// Threads fetching at once.
-pub const FETCHERS: usize = 6;
+pub const FETCHERS: usize = 5;
 /// Bundles fetched ahead of the consumer (memory: this many bundles at most).
 pub const AHEAD: u64 = 64;
 
@@ -80,7 +80,10 @@ pub fn run<E>(
         taking: first,
         stop: false,
     });
-    let changed = Condvar::new();
+    // Two conditions, so that a finished fetch wakes the consumer only, and a consumed
+    // bundle wakes one fetcher only (one condition for both woke every thread every time).
+    let ready = Condvar::new();
+    let space = Condvar::new();
     let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
     std::thread::scope(|s| {
         for _ in 0..FETCHERS.min((last - first + 1) as usize) {
@@ -92,7 +95,7 @@ pub fn run<E>(
                 {
                     let mut g = lock();
                     while !g.stop && b >= g.taking + AHEAD {
-                        g = changed.wait(g).unwrap_or_else(|p| p.into_inner());
+                        g = space.wait(g).unwrap_or_else(|p| p.into_inner());
                     }
                     if g.stop {
                         break;
@@ -100,7 +103,7 @@ pub fn run<E>(
                 }
                 let r = fetch(agent, prefix, b, width(b));
                 lock().ready.insert(b, r);
-                changed.notify_all();
+                ready.notify_one();
             });
         }
         let mut outcome = Ok(());
@@ -112,17 +115,17 @@ pub fn run<E>(
                         g.taking = b + 1;
                         break r;
                     }
-                    g = changed.wait(g).unwrap_or_else(|p| p.into_inner());
+                    g = ready.wait(g).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            changed.notify_all();
+            space.notify_one();
             if let Err(e) = consume(b, r) {
                 outcome = Err(e);
                 break;
             }
         }
         lock().stop = true;
-        changed.notify_all();
+        space.notify_all();
         outcome
     })
 }
