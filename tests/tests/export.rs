@@ -194,3 +194,98 @@ fn an_export_verifies_offline_and_any_changed_byte_fails_it() {
     std::fs::remove_file(copy.join("summary.csv")).unwrap();
     assert_ne!(verify(copy.to_str().unwrap()).0, 0);
 }
+
+#[test]
+fn an_export_of_an_access_controlled_ledger_carries_the_policies_in_force_with_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("ledger");
+    drop(Ledger::start(&data, &[]));
+    let admin = ledger_e2e::offline_token(&data, "root", "admin");
+    std::fs::write(d.join("access.json"), "{}").unwrap();
+    let acfg = d.join("access.json");
+    let l = Ledger::start(
+        &data,
+        &[
+            "--access-config",
+            acfg.to_str().unwrap(),
+            "--attest-interval-ms",
+            "100",
+        ],
+    );
+    let r = request(
+        &agent(),
+        "POST",
+        &l.url("/artifacts/add"),
+        &[
+            ("content-type", "application/octet-stream"),
+            ("authorization", &format!("Bearer {admin}")),
+        ],
+        b"an entry",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::fs::write(d.join("log.vkey"), format!("{}\n", l.vkey("artifacts"))).unwrap();
+    std::fs::write(d.join("audit.vkey"), format!("{}\n", l.vkey("audit"))).unwrap();
+    std::fs::copy(data.join("tsa/tsa-root.pem"), d.join("tsa-root.pem")).unwrap();
+    for _ in 0..300 {
+        let a = request(
+            &agent(),
+            "GET",
+            &l.url("/artifacts/attestation"),
+            &[("authorization", &format!("Bearer {admin}"))],
+            b"",
+        )
+        .unwrap();
+        if a.status == 200 && a.json()["tree_size"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let out = Command::new(binary("ledgerctl"))
+        .args([
+            "export",
+            "--server",
+            &l.url(""),
+            "--vkey",
+            &p("log.vkey"),
+            "--audit-log",
+            "audit",
+            "--audit-vkey",
+            &p("audit.vkey"),
+            "--out",
+            &p("ex"),
+        ])
+        .env("LEDGER_TOKEN", &admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(l);
+    let lines = std::fs::read_to_string(d.join("ex/policies/policies.jsonl")).unwrap();
+    assert!(!lines.is_empty(), "the start-up policy record at least");
+    let (code, out, err) = ledgerctl(&[
+        "verify-export",
+        "--dir",
+        &p("ex"),
+        "--vkey",
+        &p("log.vkey"),
+        "--audit-vkey",
+        &p("audit.vkey"),
+        "--tsa-roots",
+        &p("tsa-root.pem"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("policy records proven in the audit log"),
+        "{out}"
+    );
+    // Without the audit log's key the policy records cannot be checked: refused.
+    let (code, _, err) = ledgerctl(&["verify-export", "--dir", &p("ex"), "--vkey", &p("log.vkey")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--audit-vkey"), "{err}");
+}

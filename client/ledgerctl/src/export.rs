@@ -58,9 +58,70 @@ pub struct ExportArgs {
     policy: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     tsa_roots: Option<PathBuf>,
+    /// The access audit log whose `policy` records (every policy set put in force) are
+    /// exported too, each with its inclusion proof (`policies.jsonl`).
+    #[arg(long, value_name = "NAME", requires = "audit_vkey")]
+    audit_log: Option<String>,
+    /// That audit log's key.
+    #[arg(long, value_name = "FILE")]
+    audit_vkey: Option<PathBuf>,
     /// The directory to write (must not exist).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+}
+
+/// One line of `policies.jsonl`: a policy record of the audit log.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLine {
+    pub index: u64,
+    pub entry: String,
+    pub inclusion_proof: Vec<String>,
+}
+
+/// Every `policy` record of an audit log, proven against its current checkpoint:
+/// (checkpoint note, lines).
+fn audit_policies(server: &Client, log: &str, vkey: &str) -> Result<(Vec<u8>, Vec<PolicyLine>)> {
+    let note = server.get(&format!("{log}/checkpoint"), &[])?;
+    let cp = verify_checkpoint(&note, &[vkey], None).map_err(|e| {
+        Failure::verification(format!("the audit log's checkpoint does not verify: {e}"))
+    })?;
+    let mut out = vec![];
+    for b in 0..cp.size.div_ceil(256) {
+        let width = (cp.size - b * 256).min(256) as u16;
+        let path = TilePath {
+            kind: TileKind::Entries,
+            index: b,
+            width,
+        };
+        let bytes = server.get(&format!("{log}/{}", path.to_path()), &[])?;
+        let entries = decode_bundle(&bytes)
+            .map_err(|e| Failure::server(format!("{log}/{}: {e}", path.to_path())))?;
+        for (k, e) in entries.iter().enumerate() {
+            let is_policy =
+                serde_json::from_slice::<serde_json::Value>(e).is_ok_and(|v| v["type"] == "policy");
+            if !is_policy {
+                continue;
+            }
+            let index = b * 256 + k as u64;
+            let p: InclusionAnswer = parse_json(
+                &server.get(
+                    &format!("{log}/proof/inclusion"),
+                    &[
+                        ("index", index.to_string()),
+                        ("tree_size", cp.size.to_string()),
+                    ],
+                )?,
+                "proof/inclusion",
+            )?;
+            out.push(PolicyLine {
+                index,
+                entry: BASE64_STANDARD.encode(e),
+                inclusion_proof: p.inclusion_proof,
+            });
+        }
+    }
+    Ok((note, out))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -295,6 +356,18 @@ pub fn export(a: ExportArgs, timeout: Duration) -> Result<Output> {
         rows.push((*index, event.clone()));
     }
     put("entries.jsonl", jsonl.as_bytes())?;
+    if let (Some(log), Some(vk)) = (&a.audit_log, &a.audit_vkey) {
+        let audit_vkey = load_vkey(vk)?;
+        let (note, lines) = audit_policies(&server, log, &audit_vkey)?;
+        put("policies/audit-checkpoint.txt", &note)?;
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&serde_json::to_string(l).unwrap_or_default());
+            text.push('\n');
+        }
+        put("policies/policies.jsonl", text.as_bytes())?;
+        put("trust/audit.vkey", format!("{audit_vkey}\n").as_bytes())?;
+    }
     put("summary.csv", summary(&rows).as_bytes())?;
     if a.blobs {
         for d in &digests {
@@ -313,7 +386,8 @@ pub fn export(a: ExportArgs, timeout: Duration) -> Result<Output> {
         }
     }
     let selection = json!({"from_index": from, "to_index": to, "since": a.since,
-                           "until": a.until, "artifacts": a.artifacts, "blobs": a.blobs});
+                           "until": a.until, "artifacts": a.artifacts, "blobs": a.blobs,
+                           "audit_log": a.audit_log});
     let manifest = Manifest {
         format: FORMAT.into(),
         origin: cp.origin.clone(),
@@ -360,6 +434,9 @@ pub struct VerifyExportArgs {
     /// The log's key, from the verifier's own trust (not the export's copy).
     #[arg(long, value_name = "FILE")]
     vkey: PathBuf,
+    /// The access audit log's key, when the export holds its policy records.
+    #[arg(long, value_name = "FILE")]
+    audit_vkey: Option<PathBuf>,
     #[command(flatten)]
     attest: crate::attest::AttestArgs,
 }
@@ -504,7 +581,52 @@ pub fn verify_export(a: VerifyExportArgs) -> Result<Output> {
             return Err(bad(format!("{rel} does not hash to its name")));
         }
     }
-    // 5. The export's own log entry, when present: it names this manifest.
+    // 5. The policies in force, when exported: each record is in the audit log.
+    let mut policies = 0usize;
+    if m.files.contains_key("policies/policies.jsonl") {
+        let vk = a.audit_vkey.as_ref().ok_or_else(|| {
+            Failure::input("the export holds policy records: give --audit-vkey to verify them")
+        })?;
+        let audit_vkey = load_vkey(vk)?;
+        let acp = verify_checkpoint(
+            &read(dir, "policies/audit-checkpoint.txt")?,
+            &[&audit_vkey],
+            None,
+        )
+        .map_err(|e| bad(format!("policies/audit-checkpoint.txt: {e}")))?;
+        let text = String::from_utf8(read(dir, "policies/policies.jsonl")?)
+            .map_err(|_| bad("policies.jsonl is not UTF-8"))?;
+        for (n, l) in text.lines().enumerate() {
+            let line: PolicyLine = serde_json::from_str(l)
+                .map_err(|e| bad(format!("policies.jsonl line {}: {e}", n + 1)))?;
+            let bytes = BASE64_STANDARD
+                .decode(&line.entry)
+                .map_err(|e| bad(format!("policy record {}: {e}", line.index)))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| bad(format!("policy record {}: {e}", line.index)))?;
+            if v["type"] != "policy" {
+                return Err(bad(format!(
+                    "audit entry {} is not a policy record",
+                    line.index
+                )));
+            }
+            let proof: Vec<Hash> = line
+                .inclusion_proof
+                .iter()
+                .map(|h| hash_from_base64(h).map_err(|e| bad(e.to_string())))
+                .collect::<Result<_>>()?;
+            verify_inclusion(&leaf_hash(&bytes), line.index, acp.size, &proof, &acp.root).map_err(
+                |e| {
+                    bad(format!(
+                        "policy record {}: not in the audit log: {e}",
+                        line.index
+                    ))
+                },
+            )?;
+            policies += 1;
+        }
+    }
+    // 6. The export's own log entry, when present: it names this manifest.
     let mut logged = serde_json::Value::Null;
     if present.iter().any(|p| p == RECEIPT) {
         let r: serde_json::Value = serde_json::from_slice(&read(dir, RECEIPT)?)
@@ -556,7 +678,12 @@ pub fn verify_export(a: VerifyExportArgs) -> Result<Output> {
             } else {
                 format!("; the export is logged at index {logged}")
             }
-        ),
-        json: json!({"verified": true, "entries": rows.len(), "tree_size": cp.size, "logged_at": logged}),
+        ) + &if policies > 0 {
+            format!("; {policies} policy records proven in the audit log")
+        } else {
+            String::new()
+        },
+        json: json!({"verified": true, "entries": rows.len(), "tree_size": cp.size, "logged_at": logged,
+                     "policies": policies}),
     })
 }
