@@ -133,6 +133,9 @@ fn an_export_verifies_offline_and_any_changed_byte_fails_it() {
     assert!(out.contains("exported 2 entries"), "{out}");
     let (code, _, err) = export("m1", &[]);
     assert_eq!(code, 2, "an existing directory is not overwritten: {err}");
+    let (code, out, err) = export("all.tar", &["--blobs"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("all.tar"), "{out}");
     drop(l); // offline from here
 
     let verify = |dir: &str| {
@@ -146,7 +149,7 @@ fn an_export_verifies_offline_and_any_changed_byte_fails_it() {
             &p("tsa-root.pem"),
         ])
     };
-    for e in ["all", "m1"] {
+    for e in ["all", "m1", "all.tar"] {
         let (code, out, err) = verify(&p(e));
         assert_eq!(code, 0, "{e}: {out}{err}");
         assert!(out.contains("the export is logged at index"), "{out}");
@@ -184,6 +187,9 @@ fn an_export_verifies_offline_and_any_changed_byte_fails_it() {
         );
         assert!(code == 1 || code == 2, "{}: {code} {err}", rel.display());
     }
+    // Not a tar file.
+    std::fs::write(d.join("garbage.tar"), b"not a tar file at all").unwrap();
+    assert_eq!(verify(&p("garbage.tar")).0, 2);
     // A file slipped in, or one removed.
     let copy = d.join("extra");
     copy_dir(&all, &copy);

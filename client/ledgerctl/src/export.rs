@@ -65,9 +65,14 @@ pub struct ExportArgs {
     /// That audit log's key.
     #[arg(long, value_name = "FILE")]
     audit_vkey: Option<PathBuf>,
-    /// The directory to write (must not exist).
-    #[arg(long, value_name = "DIR")]
+    /// The directory to write (must not exist); a name ending in `.tar` writes a tar file
+    /// instead.
+    #[arg(long, value_name = "DIR|FILE.tar")]
     out: PathBuf,
+}
+
+fn is_tar(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "tar")
 }
 
 /// One line of `policies.jsonl`: a policy record of the audit log.
@@ -240,14 +245,50 @@ fn selected(a: &ExportArgs, e: &Option<Event>) -> bool {
     true
 }
 
-pub fn export(a: ExportArgs, timeout: Duration) -> Result<Output> {
-    let vkey = load_vkey(&a.vkey)?;
+pub fn export(mut a: ExportArgs, timeout: Duration) -> Result<Output> {
     if a.out.exists() {
         return Err(Failure::input(format!(
-            "{} exists: an export is written to a new directory",
+            "{} exists: an export is written to a new directory or file",
             a.out.display()
         )));
     }
+    if !is_tar(&a.out) {
+        return export_dir(a, timeout);
+    }
+    // A tar file: the directory is built beside it, packed, then removed.
+    let tar_path = a.out.clone();
+    let parent = tar_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let work = tempfile::Builder::new()
+        .prefix(".export-")
+        .tempdir_in(parent)
+        .map_err(|e| {
+            Failure::input(format!(
+                "cannot create a directory in {}: {e}",
+                parent.display()
+            ))
+        })?;
+    a.out = work.path().join("export");
+    let mut out = export_dir(a, timeout)?;
+    let file = std::fs::File::create(&tar_path)
+        .map_err(|e| Failure::input(format!("cannot create {}: {e}", tar_path.display())))?;
+    let mut b = tar::Builder::new(file);
+    b.append_dir_all(".", work.path().join("export"))
+        .and_then(|_| b.into_inner())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Failure::input(format!("writing {}: {e}", tar_path.display())))?;
+    out.human = out.human.replace(
+        &work.path().join("export").display().to_string(),
+        &tar_path.display().to_string(),
+    );
+    out.json["dir"] = json!(tar_path);
+    Ok(out)
+}
+
+fn export_dir(a: ExportArgs, timeout: Duration) -> Result<Output> {
+    let vkey = load_vkey(&a.vkey)?;
     let server = Client::new(&a.server, timeout)?;
     let att: Attestation = parse_json(
         &server.get(&format!("{}/attestation", a.log), &[])?,
@@ -428,8 +469,8 @@ pub fn export(a: ExportArgs, timeout: Duration) -> Result<Output> {
 
 #[derive(Args)]
 pub struct VerifyExportArgs {
-    /// The export directory.
-    #[arg(long, value_name = "DIR")]
+    /// The export: a directory, or a tar file.
+    #[arg(long, value_name = "DIR|FILE.tar")]
     dir: PathBuf,
     /// The log's key, from the verifier's own trust (not the export's copy).
     #[arg(long, value_name = "FILE")]
@@ -471,7 +512,24 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) -> Result<()> {
 pub fn verify_export(a: VerifyExportArgs) -> Result<Output> {
     let vkey = load_vkey(&a.vkey)?;
     let required = a.attest.load()?;
-    let dir = &a.dir;
+    // A tar file is unpacked into a private directory first (the tar crate refuses
+    // entries that would land outside it).
+    let unpacked;
+    let dir: &Path = if a.dir.is_file() {
+        unpacked = tempfile::tempdir()
+            .map_err(|e| Failure::input(format!("cannot create a temporary directory: {e}")))?;
+        let f = std::fs::File::open(&a.dir)
+            .map_err(|e| Failure::input(format!("cannot read {}: {e}", a.dir.display())))?;
+        tar::Archive::new(f).unpack(unpacked.path()).map_err(|e| {
+            Failure::input(format!(
+                "{} is not a readable tar file: {e}",
+                a.dir.display()
+            ))
+        })?;
+        unpacked.path()
+    } else {
+        &a.dir
+    };
     let manifest_bytes = read(dir, "manifest.json")?;
     let m: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| Failure::input(format!("manifest.json: {e}")))?;
