@@ -23,6 +23,8 @@ pub enum Kind {
     Malformed,
     /// A witness cosigned a checkpoint inconsistent with the monitor's view.
     SplitView,
+    /// The log's cosigned checkpoint lacks the trust policy's witness quorum.
+    WitnessQuorum,
     /// A user's rule matched a logged event (`evidence.rule` names it).
     Rule,
     /// A logged, non-tombstoned artifact's bytes are not in the blob store.
@@ -41,6 +43,7 @@ impl Kind {
             Kind::TileMismatch => "tile_mismatch",
             Kind::Malformed => "malformed",
             Kind::SplitView => "split_view",
+            Kind::WitnessQuorum => "witness_quorum",
             Kind::Rule => "rule",
             Kind::BlobMissing => "blob_missing",
             Kind::BlobCorrupt => "blob_corrupt",

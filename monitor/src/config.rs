@@ -128,6 +128,10 @@ pub struct LogConfig {
     /// Optional key history (`ledgerctl key-history --out`), verified from `vkey`.
     #[serde(default)]
     pub key_history: Option<PathBuf>,
+    /// A c2sp.org/tlog-policy file: the log's cosigned checkpoint must carry its witness
+    /// quorum.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
     /// For a ledger with access control: a file holding a bearer credential (e.g. an API
     /// token with the `auditor` role), sent to this log (and its blob store) only.
     #[serde(default)]
@@ -178,6 +182,9 @@ impl Config {
             }
             if let Some(t) = &mut l.token_file {
                 *t = base.join(&*t);
+            }
+            if let Some(p) = &mut l.policy {
+                *p = base.join(&*p);
             }
             if !(l.url.starts_with("http://") || l.url.starts_with("https://")) {
                 bail!("log url {:?} must be http:// or https://", l.url);

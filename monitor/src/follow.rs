@@ -95,6 +95,8 @@ pub struct Follower {
     raised: Vec<String>,
     versions: crate::facts::Versions,
     blob_cursor: String,
+    /// The log's trust policy (witness quorum), if configured.
+    policy: Option<ledger_client::policy::Policy>,
 }
 
 /// A round stopped early: the log could not be read (retried), or it misbehaved (the
@@ -152,6 +154,13 @@ impl Follower {
             raised: vec![],
             versions: Default::default(),
             blob_cursor: String::new(),
+            policy: match &cfg.policy {
+                Some(p) => Some(
+                    ledger_client::policy::Policy::read_file(p)
+                        .with_context(|| format!("trust policy {}", p.display()))?,
+                ),
+                None => None,
+            },
         };
         if let Some(s) = state::load(&f.path)? {
             if s.origin != f.history.origin {
@@ -297,6 +306,7 @@ impl Follower {
         } else {
             self.catch_up(sink, seen, &cp, rules)?;
         }
+        self.check_quorum(sink, seen)?;
         self.compare_witnesses(sink, seen, witnesses);
         if let Some(b) = blobs {
             self.check_blobs(sink, seen, b)?;
@@ -649,26 +659,14 @@ impl Follower {
                 tracing::warn!(witness = %w.name, "the witness serves a checkpoint the log's keys did not sign");
                 continue;
             };
-            let consistent = if theirs.size == mine.size {
-                theirs.root == mine.root
-            } else if theirs.size < mine.size {
-                match self.tiles_prove(theirs.size, &mine) {
-                    Ok(proof) => tlog_tiles::check_tree(
-                        &proof,
-                        mine.size,
-                        mine.root,
-                        theirs.size,
-                        theirs.root,
-                    )
-                    .is_ok(),
-                    Err(e) => {
-                        tracing::warn!(witness = %w.name, error = %e, "cannot build a consistency proof from the tiles");
-                        continue;
-                    }
-                }
-            } else {
+            let consistent = match self.consistent_with_mine(&theirs, &mine) {
+                Ok(Some(c)) => c,
                 // The witness is ahead: the next round catches up and compares again.
-                continue;
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(witness = %w.name, error = %e, "cannot build a consistency proof from the tiles");
+                    continue;
+                }
             };
             if !consistent {
                 self.raise(
@@ -688,6 +686,80 @@ impl Follower {
                 );
             }
         }
+    }
+
+    /// Whether `theirs` is consistent with the verified checkpoint: the same root at the
+    /// same size, or a consistency proof from the tiles at a smaller size. `None` when
+    /// `theirs` is larger (the monitor has not caught up with it yet).
+    fn consistent_with_mine(
+        &self,
+        theirs: &VerifiedCheckpoint,
+        mine: &VerifiedCheckpoint,
+    ) -> Result<Option<bool>, tlog_tiles::Error> {
+        if theirs.size == mine.size {
+            return Ok(Some(theirs.root == mine.root));
+        }
+        if theirs.size > mine.size {
+            return Ok(None);
+        }
+        let proof = self.tiles_prove(theirs.size, mine)?;
+        Ok(Some(
+            tlog_tiles::check_tree(&proof, mine.size, mine.root, theirs.size, theirs.root).is_ok(),
+        ))
+    }
+
+    /// The log's cosigned checkpoint (`<log>/cosigned-checkpoint`) must carry the witness
+    /// quorum of the log's trust policy (c2sp.org/tlog-policy), and be consistent with
+    /// the monitor's tree.
+    fn check_quorum(&mut self, sink: &dyn Sink, seen: Instant) -> Result<(), Stop> {
+        let Some(policy) = self.policy.clone() else {
+            return Ok(());
+        };
+        let Some((mine, _)) = self.verified.clone() else {
+            return Ok(());
+        };
+        let note = match get(
+            &self.agent,
+            &format!("{}/cosigned-checkpoint", self.url),
+            MAX_NOTE,
+        ) {
+            Ok(n) => n,
+            // Nothing attested yet.
+            Err(FetchError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(Stop::Fetch(e)),
+        };
+        let keys = self.history.all_keys();
+        let evidence = json!({"cosigned_checkpoint": String::from_utf8_lossy(&note)});
+        let theirs = match policy.verify_checkpoint(&note, &keys) {
+            Ok(v) => v.checkpoint,
+            Err(e) => {
+                self.raise(
+                    sink,
+                    seen,
+                    Kind::WitnessQuorum,
+                    hex::encode(Sha256::digest(&note)),
+                    format!("the log's cosigned checkpoint fails the trust policy: {e}"),
+                    evidence,
+                );
+                return Err(Stop::Alerted);
+            }
+        };
+        if let Ok(Some(false)) = self.consistent_with_mine(&theirs, &mine) {
+            self.raise(
+                sink,
+                seen,
+                Kind::SplitView,
+                format!("cosigned {} {}", theirs.size, theirs.root_base64()),
+                format!(
+                    "the log's cosigned checkpoint (tree size {}) is inconsistent with the monitor's verified tree size {}",
+                    theirs.size, mine.size
+                ),
+                json!({"monitor_checkpoint": String::from_utf8_lossy(&mine.note),
+                       "witness_checkpoint": String::from_utf8_lossy(&note), "witness": "cosigned-checkpoint"}),
+            );
+            return Err(Stop::Alerted);
+        }
+        Ok(())
     }
 
     /// A consistency proof from `old` to the verified checkpoint, from the log's hash

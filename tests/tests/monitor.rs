@@ -562,3 +562,46 @@ fn a_ledger_with_access_control_is_monitored_with_a_token_and_refused_without() 
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("printable ASCII"), "{out}");
 }
+
+#[test]
+fn a_cosigned_checkpoint_without_the_policys_witness_quorum_raises_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &["--attest-interval-ms", "100"]);
+    add_batch(&l, 0, 10);
+    // Wait for an attestation (the embedded authority's time-stamp, no witnesses).
+    for _ in 0..300 {
+        let r = ledger_e2e::get(&agent(), &l.url("/artifacts/cosigned-checkpoint")).unwrap();
+        if r.status == 200 && r.text().contains("\n10\n") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let cfg = config(dir.path(), &l, &[]);
+    let vkey = l.vkey("artifacts").to_string();
+    let with_policy = |text: String| {
+        std::fs::write(dir.path().join("trust.policy"), text).unwrap();
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+        c["logs"][0]["policy"] = serde_json::json!("trust.policy");
+        std::fs::write(&cfg, c.to_string()).unwrap();
+    };
+    // A policy that needs no witness: fine.
+    with_policy(format!("log {vkey}\nquorum none\n"));
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 0, "{out} {:?}", kinds(&alerts));
+    // A policy that needs a witness who never cosigned: alert, with the checkpoint.
+    let witness = ledger_e2e::witness::keygen(&dir.path().join("w"), "witness.example/w1");
+    with_policy(format!(
+        "log {vkey}\nwitness w1 {}\nquorum w1\n",
+        witness.trim()
+    ));
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(alerts.len(), 1, "{:?}", kinds(&alerts));
+    assert_eq!(alerts[0]["kind"], "witness_quorum");
+    assert!(alerts[0]["evidence"]["cosigned_checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains("\n10\n"));
+}
