@@ -267,3 +267,42 @@ fn the_readme_auditor_walkthrough_runs_as_written() {
     assert!(stdout.contains("the catalog agrees"), "{stdout}");
     assert!(stdout.contains("fsck artifacts: OK"), "{stdout}");
 }
+
+#[test]
+fn the_readme_ci_walkthrough_runs_as_written() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("CI walk-through").expect("CI walk-through");
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("shell block") + 6;
+    let close = rest[open..].find("\n```\n").expect("closed block");
+    let script = rest[open..open + close]
+        .to_string()
+        .replace("127.0.0.1:8085", &format!("127.0.0.1:{}", free_port()));
+    let work = tempfile::tempdir().unwrap();
+    let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("HOME", work.path())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "CI walk-through failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("verified: resnet50.onnx is models/resnet50@1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("approved"), "{stdout}");
+}

@@ -39,6 +39,10 @@ pub struct BundleArgs {
     /// its extra data) here.
     #[arg(long, value_name = "FILE")]
     tlog_proof: Option<PathBuf>,
+    /// Wait up to this many seconds for an attested checkpoint that covers every event of
+    /// the version (the ledger attests at its own cadence).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    wait: u64,
 }
 
 #[derive(Deserialize)]
@@ -70,17 +74,25 @@ pub fn make(a: BundleArgs, timeout: Duration) -> Result<Output> {
     let server = Client::new(&a.server, timeout)?;
     // The latest attested checkpoint: cosigned and time-stamped. Every entry is proved
     // against this one checkpoint, so the bundle states the version as of it.
-    let att: Attestation = parse_json(
-        &server.get(&format!("{}/attestation", a.log), &[])?,
-        "attestation",
-    )?;
-    let history: History = parse_json(
-        &server.get(
-            "registry/v1/history",
-            &[("name", a.name.clone()), ("version", a.version.clone())],
-        )?,
-        "history",
-    )?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(a.wait);
+    let (att, history) = loop {
+        let att: Attestation = parse_json(
+            &server.get(&format!("{}/attestation", a.log), &[])?,
+            "attestation",
+        )?;
+        let history: History = parse_json(
+            &server.get(
+                "registry/v1/history",
+                &[("name", a.name.clone()), ("version", a.version.clone())],
+            )?,
+            "history",
+        )?;
+        let covered = history.entries.iter().all(|i| i.index < att.tree_size);
+        if covered || std::time::Instant::now() >= deadline {
+            break (att, history);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let mut entries = vec![];
     for item in history.entries.iter().filter(|i| i.index < att.tree_size) {
         let e: EntryAnswer = parse_json(
