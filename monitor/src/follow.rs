@@ -97,7 +97,13 @@ pub struct Follower {
     blob_cursor: String,
     /// The log's trust policy (witness quorum), if configured.
     policy: Option<ledger_client::policy::Policy>,
+    /// Verified progress not yet saved, and when the state was last saved.
+    dirty: bool,
+    last_save: Instant,
 }
+
+/// Longest a verified checkpoint waits before it is saved.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A round stopped early: the log could not be read (retried), or it misbehaved (the
 /// alert is raised and the verified state stays where it was).
@@ -154,6 +160,8 @@ impl Follower {
             raised: vec![],
             versions: Default::default(),
             blob_cursor: String::new(),
+            dirty: false,
+            last_save: Instant::now(),
             policy: match &cfg.policy {
                 Some(p) => Some(
                     ledger_client::policy::Policy::read_file(p)
@@ -231,6 +239,30 @@ impl Follower {
         // Remember it across restarts even though the verified state did not move.
         if let Err(e) = self.save() {
             tracing::error!(error = %format!("{e:#}"), "saving monitor state");
+        }
+    }
+
+    /// Saves progress at most every [`SAVE_EVERY`]: the state file holds every version the
+    /// monitor has seen, and rewriting it after each one-second round would cost more than
+    /// re-verifying a few seconds of entries after a crash. Alerts are saved at once.
+    fn save_soon(&mut self) {
+        self.dirty = true;
+        if self.last_save.elapsed() >= SAVE_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Saves now if anything changed since the last save.
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        match self.save() {
+            Ok(()) => {
+                self.dirty = false;
+                self.last_save = Instant::now();
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "saving monitor state"),
         }
     }
 
@@ -425,9 +457,7 @@ impl Follower {
         m.tree_size.get_or_create(&label).set(cp.size as i64);
         m.checkpoints_verified.get_or_create(&label).inc();
         self.verified = Some((cp.clone(), tree));
-        if let Err(e) = self.save() {
-            tracing::error!(error = %format!("{e:#}"), "saving monitor state");
-        }
+        self.save_soon();
         Ok(())
     }
 
@@ -630,9 +660,7 @@ impl Follower {
             }
             self.blob_cursor = key;
         }
-        if let Err(e) = self.save() {
-            tracing::error!(error = %format!("{e:#}"), "saving monitor state");
-        }
+        self.save_soon();
         Ok(())
     }
 

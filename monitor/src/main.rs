@@ -166,6 +166,9 @@ fn run() -> Result<u8> {
             }
         }
         if cli.once {
+            for f in &mut followers {
+                f.flush();
+            }
             for f in &followers {
                 println!("{}: verified tree size {}", f.origin(), f.size());
             }
