@@ -27,28 +27,18 @@ pub trait Sink {
     fn metrics(&self) -> &crate::metrics::Metrics;
 }
 
-/// Concurrent reads of tiles above level 0.
-const FETCHERS: usize = 8;
-
-/// GETs every URL with up to [`FETCHERS`] threads, each answer passed through `then` on
-/// the thread that fetched it (so decoding and leaf hashing run in parallel too); results
-/// in the order asked.
-fn fetch_all<T: Send>(
-    agent: &Http,
-    urls: &[&str],
-    limit: usize,
-    then: impl Fn(usize, Vec<u8>) -> T + Sync,
-) -> Vec<Result<T, FetchError>> {
+/// GETs every URL on up to [`pipeline::FETCHERS`] threads; answers in the order asked.
+fn fetch_all(agent: &Http, urls: &[&str], limit: usize) -> Vec<Result<Vec<u8>, FetchError>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<T, FetchError>>>> =
-        urls.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    type Slot = std::sync::Mutex<Option<Result<Vec<u8>, FetchError>>>;
+    let slots: Vec<Slot> = urls.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
-        for _ in 0..FETCHERS.min(urls.len()) {
+        for _ in 0..pipeline::FETCHERS.min(urls.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(url) = urls.get(i) else { break };
-                let r = get(agent, url, limit).map(|b| then(i, b));
+                let r = get(agent, url, limit);
                 *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
         }
@@ -486,7 +476,6 @@ impl Follower {
             &self.agent,
             &urls.iter().map(String::as_str).collect::<Vec<_>>(),
             TILE_WIDTH * 32,
-            |_, bytes| bytes,
         );
         for ((t, url), served) in tiles.iter().zip(urls).zip(served) {
             let served = served?;

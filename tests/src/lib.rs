@@ -283,3 +283,32 @@ pub fn audit_entry_records(entry: &[u8]) -> Vec<serde_json::Value> {
         vec![v]
     }
 }
+
+/// `ledgerctl` with `args`, no ambient credential: (exit code, stdout, stderr).
+pub fn ledgerctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary("ledgerctl"))
+        .args(args)
+        .env_remove("LEDGER_TOKEN")
+        .output()
+        .expect("run ledgerctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A registry write without access control (the body names its `actor`); 201 expected.
+/// Returns the answer's JSON.
+pub fn registry_write(l: &Ledger, what: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = request(
+        &agent(),
+        "POST",
+        &l.url(&format!("/registry/v1/{what}")),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{what}: {}", r.text());
+    r.json()
+}

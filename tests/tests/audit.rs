@@ -3,35 +3,12 @@
 
 use base64::prelude::*;
 use ledger_client::event::{Event, Lifecycle, Prev, Stage};
-use ledger_e2e::{agent, binary, post, request, Ledger};
+use ledger_e2e::{agent, post, Ledger};
 use serde_json::json;
-use std::process::Command;
 
-fn ledgerctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("ledgerctl"))
-        .args(args)
-        .env_remove("LEDGER_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use ledger_e2e::ledgerctl;
 
-fn registry(l: &Ledger, what: &str, body: serde_json::Value) -> serde_json::Value {
-    let r = request(
-        &agent(),
-        "POST",
-        &l.url(&format!("/registry/v1/{what}")),
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{what}: {}", r.text());
-    r.json()
-}
+use ledger_e2e::registry_write as registry;
 
 fn publish(l: &Ledger, name: &str, version: &str, bytes: &[u8]) -> serde_json::Value {
     let d = ledger_client::digest::Digest::of(bytes).to_string();

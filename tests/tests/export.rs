@@ -7,30 +7,12 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn ledgerctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("ledgerctl"))
-        .args(args)
-        .env_remove("LEDGER_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use ledger_e2e::ledgerctl;
 
 fn registry(l: &Ledger, what: &str, body: serde_json::Value) -> u64 {
-    let r = request(
-        &agent(),
-        "POST",
-        &l.url(&format!("/registry/v1/{what}")),
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{what}: {}", r.text());
-    r.json()["index"].as_u64().unwrap()
+    ledger_e2e::registry_write(l, what, body)["index"]
+        .as_u64()
+        .unwrap()
 }
 
 fn publish(l: &Ledger, version: &str, bytes: &[u8]) -> u64 {

@@ -100,18 +100,7 @@ fn refused_start(data: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn ledgerctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("ledgerctl"))
-        .args(args)
-        .env_remove("LEDGER_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use ledger_e2e::ledgerctl;
 
 fn vkey_file(data: &Path) -> String {
     std::fs::read_to_string(data.join("keys/artifacts.vkey"))

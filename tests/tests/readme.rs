@@ -187,22 +187,21 @@ fn the_readme_access_walkthrough_runs_as_written() {
     assert!(stdout.contains("localhost/audit"), "{stdout}");
 }
 
-#[test]
-fn the_readme_monitor_walkthrough_runs_as_written() {
+/// Runs the first `sh` block after `marker` in the README, with its fixed port `port`
+/// replaced by a free one, in a fresh directory with the built binaries first on PATH;
+/// returns its stdout, or panics with both streams.
+fn run_walkthrough(marker: &str, port: &str) -> String {
     let readme = include_str!("../../README.md");
-    let start = readme
-        .find("Monitor walk-through")
-        .expect("monitor walk-through");
+    let start = readme.find(marker).unwrap_or_else(|| panic!("{marker}"));
     let rest = &readme[start..];
     let open = rest.find("```sh\n").expect("shell block") + 6;
     let close = rest[open..].find("\n```\n").expect("closed block");
-    let script = rest[open..open + close]
-        .to_string()
-        .replace("127.0.0.1:8083", &format!("127.0.0.1:{}", free_port()));
-    assert!(script.contains("ledger-monitor --config monitor.json --once"));
+    let script = rest[open..open + close].to_string().replace(
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
     let work = tempfile::tempdir().unwrap();
     let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
-    assert!(bin_dir.join("ledger-monitor").exists());
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -216,50 +215,30 @@ fn the_readme_monitor_walkthrough_runs_as_written() {
         .env("RUST_LOG", "error")
         .output()
         .expect("bash");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "monitor walk-through failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        "{marker} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn the_readme_monitor_walkthrough_runs_as_written() {
+    assert!(binary("ledgerctl")
+        .parent()
+        .unwrap()
+        .join("ledger-monitor")
+        .exists());
+    let stdout = run_walkthrough("Monitor walk-through", "8083");
     assert!(stdout.contains("verified tree size 3"), "{stdout}");
 }
 
 #[test]
 fn the_readme_auditor_walkthrough_runs_as_written() {
-    let readme = include_str!("../../README.md");
-    let start = readme
-        .find("Auditor walk-through")
-        .expect("auditor walk-through");
-    let rest = &readme[start..];
-    let open = rest.find("```sh\n").expect("shell block") + 6;
-    let close = rest[open..].find("\n```\n").expect("closed block");
-    let script = rest[open..open + close]
-        .to_string()
-        .replace("127.0.0.1:8084", &format!("127.0.0.1:{}", free_port()));
-    let work = tempfile::tempdir().unwrap();
-    let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("timeout")
-        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
-        .current_dir(work.path())
-        .env("PATH", path)
-        .env("HOME", work.path())
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("bash");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "auditor walk-through failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_walkthrough("Auditor walk-through", "8084");
     assert!(
         stdout.contains("consistent: localhost/artifacts at tree size 1"),
         "{stdout}"
@@ -270,36 +249,7 @@ fn the_readme_auditor_walkthrough_runs_as_written() {
 
 #[test]
 fn the_readme_ci_walkthrough_runs_as_written() {
-    let readme = include_str!("../../README.md");
-    let start = readme.find("CI walk-through").expect("CI walk-through");
-    let rest = &readme[start..];
-    let open = rest.find("```sh\n").expect("shell block") + 6;
-    let close = rest[open..].find("\n```\n").expect("closed block");
-    let script = rest[open..open + close]
-        .to_string()
-        .replace("127.0.0.1:8085", &format!("127.0.0.1:{}", free_port()));
-    let work = tempfile::tempdir().unwrap();
-    let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("timeout")
-        .args(["120", "bash", "-euo", "pipefail", "-c", &script])
-        .current_dir(work.path())
-        .env("PATH", path)
-        .env("HOME", work.path())
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("bash");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "CI walk-through failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_walkthrough("CI walk-through", "8085");
     assert!(
         stdout.contains("verified: resnet50.onnx is models/resnet50@1"),
         "{stdout}"

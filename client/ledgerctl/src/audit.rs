@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use ledger_client::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use ledger_client::merkle::{hash_to_base64, leaf_hash, root_from_leaves, verify_consistency};
 use ledger_client::replay::Registry;
-use ledger_client::tiles::{decode_bundle, TileKind, TilePath};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -151,29 +150,18 @@ fn replay(a: ReplayArgs, timeout: Duration) -> Result<Output> {
     // Every entry, from the tlog-tiles bundles; the tree they make must be the signed one.
     let mut leaves = Vec::with_capacity(cp.size as usize);
     let mut registry = Registry::default();
-    let bundles = cp.size.div_ceil(256);
-    for b in 0..bundles {
-        let width = (cp.size - b * 256).min(256) as u16;
-        let path = TilePath {
-            kind: TileKind::Entries,
-            index: b,
-            width,
-        };
-        let bytes = server.get(&format!("{}/{}", a.log, path.to_path()), &[])?;
-        let entries = decode_bundle(&bytes)
-            .map_err(|e| Failure::verification(format!("{}: {e}", path.to_path())))?;
-        if entries.len() != usize::from(width) {
-            return Err(Failure::verification(format!(
-                "{} holds {} entries, not {width}",
-                path.to_path(),
-                entries.len()
-            )));
-        }
-        for (k, e) in entries.iter().enumerate() {
+    crate::for_each_entry(
+        &server,
+        &a.log,
+        cp.size,
+        0..cp.size,
+        Failure::verification,
+        |index, e| {
             leaves.push(leaf_hash(e));
-            registry.apply(b * 256 + k as u64, e);
-        }
-    }
+            registry.apply(index, e);
+            Ok(())
+        },
+    )?;
     let root = root_from_leaves(&leaves);
     if root != cp.root {
         return Err(Failure::verification(format!(

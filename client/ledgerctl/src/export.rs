@@ -13,7 +13,6 @@ use clap::Args;
 use ledger_client::checkpoint::verify_checkpoint;
 use ledger_client::event::{Event, Subject};
 use ledger_client::merkle::{hash_from_base64, hash_to_base64, leaf_hash, verify_inclusion, Hash};
-use ledger_client::tiles::{decode_bundle, TileKind, TilePath};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -92,23 +91,18 @@ fn audit_policies(server: &Client, log: &str, vkey: &str) -> Result<(Vec<u8>, Ve
         Failure::verification(format!("the audit log's checkpoint does not verify: {e}"))
     })?;
     let mut out = vec![];
-    for b in 0..cp.size.div_ceil(256) {
-        let width = (cp.size - b * 256).min(256) as u16;
-        let path = TilePath {
-            kind: TileKind::Entries,
-            index: b,
-            width,
-        };
-        let bytes = server.get(&format!("{log}/{}", path.to_path()), &[])?;
-        let entries = decode_bundle(&bytes)
-            .map_err(|e| Failure::server(format!("{log}/{}: {e}", path.to_path())))?;
-        for (k, e) in entries.iter().enumerate() {
+    crate::for_each_entry(
+        server,
+        log,
+        cp.size,
+        0..cp.size,
+        Failure::server,
+        |index, e| {
             let is_policy =
                 serde_json::from_slice::<serde_json::Value>(e).is_ok_and(|v| v["type"] == "policy");
             if !is_policy {
-                continue;
+                return Ok(());
             }
-            let index = b * 256 + k as u64;
             let p: InclusionAnswer = parse_json(
                 &server.get(
                     &format!("{log}/proof/inclusion"),
@@ -124,8 +118,9 @@ fn audit_policies(server: &Client, log: &str, vkey: &str) -> Result<(Vec<u8>, Ve
                 entry: BASE64_STANDARD.encode(e),
                 inclusion_proof: p.inclusion_proof,
             });
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok((note, out))
 }
 
@@ -193,15 +188,12 @@ pub fn summary(lines: &[(u64, Option<Event>)]) -> String {
                     Event::Tombstone(t) => (t.reason.clone(), t.digest.to_string()),
                     other => (other.type_name().to_string(), String::new()),
                 };
-                let time = serde_json::to_value(e)
-                    .ok()
-                    .and_then(|v| v["time"].as_u64())
+                let v = serde_json::to_value(e).unwrap_or_default();
+                let time = v["time"]
+                    .as_u64()
                     .map(|t| t.to_string())
                     .unwrap_or_default();
-                let actor = serde_json::to_value(e)
-                    .ok()
-                    .and_then(|v| v["actor"].as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let actor = v["actor"].as_str().unwrap_or_default().to_string();
                 vec![
                     index.to_string(),
                     time,
@@ -306,29 +298,20 @@ fn export_dir(a: ExportArgs, timeout: Duration) -> Result<Output> {
     }
     // Entries from the tlog-tiles bundles; each kept entry gets an inclusion proof.
     let mut kept: Vec<(u64, Vec<u8>, Option<Event>)> = vec![];
-    let mut b = from / 256;
-    while b * 256 < to {
-        let width = (cp.size - b * 256).min(256) as u16;
-        let path = TilePath {
-            kind: TileKind::Entries,
-            index: b,
-            width,
-        };
-        let bytes = server.get(&format!("{}/{}", a.log, path.to_path()), &[])?;
-        let entries = decode_bundle(&bytes)
-            .map_err(|e| Failure::server(format!("{}: {e}", path.to_path())))?;
-        for (k, e) in entries.iter().enumerate() {
-            let index = b * 256 + k as u64;
-            if index < from || index >= to {
-                continue;
-            }
+    crate::for_each_entry(
+        &server,
+        &a.log,
+        cp.size,
+        from..to,
+        Failure::server,
+        |index, e| {
             let event = Event::decode(e).ok();
             if selected(&a, &event) {
                 kept.push((index, e.to_vec(), event));
             }
-        }
-        b += 1;
-    }
+            Ok(())
+        },
+    )?;
     let dir = &a.out;
     std::fs::create_dir_all(dir.join("trust"))
         .map_err(|e| Failure::input(format!("cannot create {}: {e}", dir.display())))?;

@@ -843,6 +843,47 @@ fn bundle_for(index: u64, size: u64) -> TilePath {
     }
 }
 
+/// Visits entries `range` (clipped to `size`) of the log at `prefix` (a path under
+/// `client`'s base), in order, reading its tlog-tiles entry bundles for a tree of `size`
+/// entries. A bundle that does not decode, or holds other than its width, is reported
+/// through `bad` (the caller decides whose fault that is).
+pub(crate) fn for_each_entry(
+    client: &Client,
+    prefix: &str,
+    size: u64,
+    range: std::ops::Range<u64>,
+    bad: fn(String) -> Failure,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let end = range.end.min(size);
+    let mut b = range.start / 256;
+    while b * 256 < end {
+        let width = (size - b * 256).min(256) as u16;
+        let path = TilePath {
+            kind: TileKind::Entries,
+            index: b,
+            width,
+        };
+        let rel = format!("{prefix}/{}", path.to_path());
+        let bytes = client.get(&rel, &[])?;
+        let entries = decode_bundle(&bytes).map_err(|e| bad(format!("{rel}: {e}")))?;
+        if entries.len() != usize::from(width) {
+            return Err(bad(format!(
+                "{rel} holds {} entries, not {width}",
+                entries.len()
+            )));
+        }
+        for (k, e) in entries.iter().enumerate() {
+            let index = b * 256 + k as u64;
+            if range.contains(&index) {
+                visit(index, e)?;
+            }
+        }
+        b += 1;
+    }
+    Ok(())
+}
+
 /// Fetches entry `index` from the log's entry bundles, for a tree of `size` leaves. The
 /// entry is not trusted: the inclusion proof checked afterwards authenticates it.
 fn fetch_entry(client: &Client, index: u64, size: u64) -> Result<Vec<u8>> {
