@@ -711,21 +711,25 @@ fn beyond_max_concurrent_requests_the_answer_is_503_and_a_held_request_still_com
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    // Hold the only slot: an add whose body arrives slowly.
-    let mut held = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        held,
-        "POST /artifacts/add HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 10\r\nconnection: close\r\n\r\nhalf "
-    )
-    .unwrap();
-    held.flush().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let refused = loop {
+    // Hold the only slot: an add whose body arrives slowly. It must reach the server
+    // while nothing else is in flight (a request racing it could take the slot first and
+    // get it refused instead), so nothing is sent for a moment; if the probe still gets
+    // through, the held request was not in flight: start over.
+    let mut attempt = 0;
+    let (mut held, refused) = loop {
+        attempt += 1;
+        let mut held = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            held,
+            "POST /artifacts/add HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 10\r\nconnection: close\r\n\r\nhalf "
+        )
+        .unwrap();
+        held.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
         let r = get(&l.url("/artifacts/checkpoint"), None);
-        if r.status == 503 || std::time::Instant::now() > deadline {
-            break r;
+        if r.status == 503 || attempt == 20 {
+            break (held, r);
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "overloaded");
