@@ -5,10 +5,34 @@ use ledger_client::tiles::{TileKind, TilePath};
 use std::io::Read;
 use std::time::Duration;
 
+/// An agent for bounded answers (notes, tiles, bundles, webhooks): each phase of an
+/// exchange, from connecting to the last byte of the body, must end within `timeout`.
+///
+/// Phase timeouts rather than `timeout_global`: with a global (or per-call) bound, ureq
+/// resolves every request's host on a thread of its own, even an IP literal on a pooled
+/// connection; that was a thread spawned per tile during catch-up (BENCHMARKS.md).
 pub fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .timeout_send_request(Some(timeout))
+        .timeout_send_body(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .build()
+        .into()
+}
+
+/// An agent for streaming blobs back, which may rightly take hours for a large model: no
+/// bound on the whole body, but every read must make progress within `timeout`, so a dead
+/// connection is still noticed.
+pub fn stream_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout))
+        .timeout_send_request(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_per_read(Some(timeout))
         .build()
         .into()
 }

@@ -77,13 +77,15 @@ pub struct Follower {
     history: KeyHistory,
     /// Reads the log (with its token, if any).
     agent: Http,
+    /// For blob health checks: streams of any length, each read bounded.
+    blob_agent: Http,
     /// Reads witnesses (never with the log's token).
     witness_agent: Http,
     path: PathBuf,
     /// The last verified checkpoint and the tree that matches it.
     verified: Option<(VerifiedCheckpoint, Tree)>,
     raised: Vec<String>,
-    versions: crate::facts::Versions,
+    versions: crate::versions::VersionStore,
     blob_cursor: String,
     /// The log's trust policy (witness quorum), if configured.
     policy: Option<ledger_client::policy::Policy>,
@@ -131,15 +133,20 @@ impl Follower {
             }
         };
         let path = state::path_for(state_dir, &history.origin);
+        let token = match &cfg.token_file {
+            Some(p) => Some(read_token(p)?),
+            None => None,
+        };
         let mut f = Follower {
             url: cfg.url.clone(),
             history,
             agent: Http {
                 agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
-                token: match &cfg.token_file {
-                    Some(p) => Some(read_token(p)?),
-                    None => None,
-                },
+                token: token.clone(),
+            },
+            blob_agent: Http {
+                agent: crate::fetch::stream_agent(std::time::Duration::from_secs(30)),
+                token,
             },
             witness_agent: Http {
                 agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
@@ -184,7 +191,7 @@ impl Follower {
                 _ => anyhow::bail!("{}: a checkpoint without its tree", f.path.display()),
             }
             f.raised = s.raised;
-            f.versions = s.versions;
+            f.versions = crate::versions::VersionStore::load(&f.path, s.versions_at, s.versions)?;
             f.blob_cursor = s.blob_cursor;
         }
         Ok(f)
@@ -232,9 +239,9 @@ impl Follower {
         }
     }
 
-    /// Saves progress at most every [`SAVE_EVERY`]: the state file holds every version the
-    /// monitor has seen, and rewriting it after each one-second round would cost more than
-    /// re-verifying a few seconds of entries after a crash. Alerts are saved at once.
+    /// Saves progress at most every [`SAVE_EVERY`]: a save costs three syncs (the versions'
+    /// journal, the state file, its directory), more than re-verifying a few seconds of
+    /// entries after a crash. Alerts are saved at once.
     fn save_soon(&mut self) {
         self.dirty = true;
         if self.last_save.elapsed() >= SAVE_EVERY {
@@ -256,7 +263,8 @@ impl Follower {
         }
     }
 
-    fn save(&self) -> Result<()> {
+    fn save(&mut self) -> Result<()> {
+        let versions_at = self.versions.persist(&self.path)?;
         state::save(
             &self.path,
             &LogState {
@@ -267,10 +275,13 @@ impl Follower {
                     .map(|(cp, _)| String::from_utf8_lossy(&cp.note).into_owned()),
                 tree: self.verified.as_ref().map(|(_, t)| SavedTree::from(t)),
                 raised: self.raised.clone(),
-                versions: self.versions.clone(),
+                versions_at: Some(versions_at),
+                versions: Default::default(),
                 blob_cursor: self.blob_cursor.clone(),
             },
-        )
+        )?;
+        self.versions.committed(&self.path, versions_at);
+        Ok(())
     }
 
     /// One round: read the latest checkpoint and verify everything up to it.
@@ -508,13 +519,14 @@ impl Follower {
                 publisher,
                 keyid,
             } => {
-                self.versions
-                    .entry(facts::key(name, version))
-                    .or_insert(facts::VersionFacts {
+                self.versions.insert_new(
+                    facts::key(name, version),
+                    facts::VersionFacts {
                         digest: *digest,
                         tombstoned: false,
                         approvals: vec![],
-                    });
+                    },
+                );
                 for r in rules {
                     if let Some(p) = &r.new_version {
                         if glob(p, name) {
@@ -571,8 +583,15 @@ impl Follower {
                         }
                     }
                 }
-                if let Some(v) = self.versions.get_mut(&key) {
-                    v.approvals.clear();
+                // Only a real change is counted (and journalled).
+                if self
+                    .versions
+                    .get(&key)
+                    .is_some_and(|v| !v.approvals.is_empty())
+                {
+                    if let Some(v) = self.versions.get_mut(&key) {
+                        v.approvals.clear();
+                    }
                 }
             }
             Fact::Tombstone {
@@ -613,27 +632,19 @@ impl Follower {
 
     /// Reads back up to `per_round` live versions' bytes (round-robin) and re-hashes them.
     fn check_blobs(&mut self, sink: &dyn Sink, seen: Instant, b: &BlobCheck) -> Result<(), Stop> {
-        let live: Vec<(String, ledger_client::digest::Digest)> = self
+        let picked: Vec<(String, ledger_client::digest::Digest)> = self
             .versions
-            .iter()
-            .filter(|(_, v)| !v.tombstoned)
+            .after(&self.blob_cursor, b.per_round, |v| !v.tombstoned)
+            .into_iter()
             .map(|(k, v)| (k.clone(), v.digest))
             .collect();
-        if live.is_empty() {
+        if picked.is_empty() {
             return Ok(());
         }
-        let start = live.partition_point(|(k, _)| k.as_str() <= self.blob_cursor.as_str());
-        let picked: Vec<_> = live
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(b.per_round.min(live.len()))
-            .cloned()
-            .collect();
         for (key, digest) in picked {
             let name = key.rsplit_once('@').map_or(key.as_str(), |(n, _)| n);
             let url = format!("{}/v2/{name}/blobs/{digest}", b.url);
-            let outcome = crate::fetch::hash_blob(&self.agent, &url);
+            let outcome = crate::fetch::hash_blob(&self.blob_agent, &url);
             let evidence = json!({"artifact": key, "digest": digest.to_string(), "url": url});
             match outcome {
                 Ok(Some(got)) if got == digest => {}

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod state;
 pub mod tree;
+pub mod versions;

@@ -1,6 +1,7 @@
 //! A log's verified state, persisted after every verified checkpoint so a restarted
 //! monitor resumes where it stopped: the checkpoint, the tree rebuilt up to it, and the
-//! alerts already raised (each is raised once).
+//! alerts already raised (each is raised once). The artifact versions learnt from the
+//! entries are saved beside it, incrementally (versions.rs).
 
 use crate::tree::SavedTree;
 use anyhow::{Context, Result};
@@ -20,8 +21,11 @@ pub struct LogState {
     /// Keys of the alerts raised (`<kind> <size> <root>`), oldest first.
     #[serde(default)]
     pub raised: Vec<String>,
-    /// What the verified entries said about each artifact version.
+    /// Where the versions the verified entries told of are saved (versions.rs).
     #[serde(default)]
+    pub versions_at: Option<crate::versions::Stored>,
+    /// The versions, inline: only in state files written before versions.rs existed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub versions: crate::facts::Versions,
     /// The last version whose blob was checked (round-robin).
     #[serde(default)]

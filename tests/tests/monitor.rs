@@ -521,6 +521,73 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
 }
 
 #[test]
+fn approvals_seen_before_a_restart_still_count_after_it_and_an_idle_round_writes_no_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::start(&dir.path().join("ledger"), &[]);
+    publish(&l, "models/a", "1", "model", b"a");
+    publish(&l, "models/b", "1", "model", b"b");
+    for actor in ["alice", "bob"] {
+        registry(
+            &l,
+            "approve",
+            serde_json::json!({"name": "models/a", "version": "1", "to": "approved", "actor": actor}),
+        );
+    }
+    let cfg = config(dir.path(), &l, &[]);
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["rules"] =
+        serde_json::json!([{"name": "two-eyes", "approvals": {"to": "approved", "required": 2}}]);
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!((code, alerts.len()), (0, 0), "{out}");
+    // The versions are saved beside the state file, in its journal (specs/monitor.md).
+    let journal = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".versions.0.log"))
+        .expect("a versions journal");
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+
+    // A restarted monitor still knows a@1's two approvals; b@1 has none.
+    for name in ["models/a", "models/b"] {
+        registry(
+            &l,
+            "lifecycle",
+            serde_json::json!({"name": name, "version": "1", "to": "approved", "actor": "rm"}),
+        );
+    }
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(alerts.len(), 1, "{:?}", kinds(&alerts));
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("models/b@1 moved to approved (by rm) with 0 of the 2"),
+        "{:?}",
+        kinds(&alerts)
+    );
+    // a@1's approvals were cleared by its transition: one more line, for a@1 only.
+    let after = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(after.lines().count(), 3, "{after}");
+    assert!(
+        after.lines().last().unwrap().contains("models/a@1"),
+        "{after}"
+    );
+
+    let (code, out, alerts) = monitor_once(&cfg);
+    assert_eq!((code, alerts.len()), (0, 0), "{out}");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), after);
+
+    // A journal cut short is a damaged state: refused (exit 2), not silently forgotten.
+    std::fs::write(&journal, &after.as_bytes()[..after.len() - 5]).unwrap();
+    let (code, out, _) = monitor_once(&cfg);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("damaged"), "{out}");
+}
+
+#[test]
 fn a_ledger_with_access_control_is_monitored_with_a_token_and_refused_without() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ledger");

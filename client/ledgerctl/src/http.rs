@@ -57,14 +57,22 @@ fn bearer(
     next.handle(req)
 }
 
-/// An agent for JSON exchanges: every request, body included, must finish within `timeout`.
+/// An agent for JSON exchanges, tiles and bundles: each phase of a request, from connecting
+/// to the body's last byte, must end within `timeout`.
+///
+/// Phase timeouts rather than `timeout_global`: with a global bound, ureq resolves the host
+/// of every request on a thread of its own, pooled connection or not, which cost tile walks
+/// (`audit replay`, `export`) a thread per tile.
 pub fn agent(timeout: Duration) -> Agent {
     Agent::config_builder()
         .middleware(bearer)
         // Error statuses are answers too: read their JSON message instead of failing.
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
         .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+        .timeout_send_request(Some(timeout))
+        .timeout_send_body(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
         .user_agent(concat!("ledgerctl/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
