@@ -17,6 +17,7 @@ fn facts(i: u32) -> VersionFacts {
     d[..4].copy_from_slice(&i.to_be_bytes());
     VersionFacts {
         digest: Digest(d),
+        size: Some(u64::from(i) * 1000),
         tombstoned: false,
         approvals: vec![],
     }

@@ -63,13 +63,50 @@ pub struct ApprovalRule {
 pub struct BlobCheck {
     /// The ledger's base URL.
     pub url: String,
-    /// Versions checked per round (round-robin over every live version).
-    #[serde(default = "default_per_round")]
-    pub per_round: usize,
+    /// Versions whose bytes are read back and re-hashed per run: a number (round-robin
+    /// over every live version) or `"all"`.
+    #[serde(default = "default_rehash")]
+    pub rehash: Rehash,
+    /// Least time between two re-hash runs (0: every round).
+    #[serde(default)]
+    pub rehash_every_seconds: u64,
+    /// Least time between two presence sweeps, which ask the store for every live
+    /// version's blob (`HEAD`) and compare its size with the logged one (0: every round).
+    #[serde(default = "default_presence_every")]
+    pub presence_every_seconds: u64,
 }
 
-fn default_per_round() -> usize {
-    16
+/// How many versions a re-hash run reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rehash {
+    Sample(usize),
+    All,
+}
+
+impl<'de> Deserialize<'de> for Rehash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(usize),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if (1..=10_000).contains(&n) => Ok(Rehash::Sample(n)),
+            Raw::Word(w) if w == "all" => Ok(Rehash::All),
+            _ => Err(serde::de::Error::custom(
+                "blobs.rehash must be a number from 1 to 10000, or \"all\"",
+            )),
+        }
+    }
+}
+
+fn default_rehash() -> Rehash {
+    Rehash::Sample(16)
+}
+
+fn default_presence_every() -> u64 {
+    3600
 }
 
 impl Rule {
@@ -205,9 +242,6 @@ impl Config {
                 bail!("blobs.url {:?} must be http:// or https://", b.url);
             }
             b.url = b.url.trim_end_matches('/').to_string();
-            if b.per_round == 0 || b.per_round > 10_000 {
-                bail!("blobs.per_round must be 1 to 10000");
-            }
         }
         if c.logs.is_empty() {
             bail!("the configuration names no log to monitor");

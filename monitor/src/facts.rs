@@ -14,6 +14,7 @@ pub enum Fact {
         name: String,
         version: String,
         digest: Digest,
+        size: u64,
         publisher: String,
         /// The publisher signature's key id, if signed.
         keyid: Option<String>,
@@ -56,6 +57,7 @@ pub fn of(entry: &[u8]) -> Option<Fact> {
             name: p.name,
             version: p.version,
             digest: p.digest,
+            size: p.size,
             publisher: p.actor,
             keyid: p.sig.map(|s| s.keyid),
         }),
@@ -84,6 +86,9 @@ pub fn of(entry: &[u8]) -> Option<Fact> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionFacts {
     pub digest: Digest,
+    /// The logged length of the bytes (absent in states saved before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     pub tombstoned: bool,
     /// Approvals since the version's stage was last set: (approver, stage).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -57,9 +57,14 @@ pub struct Http {
 
 impl Http {
     fn request(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let r = self
-            .agent
-            .get(url)
+        self.with_headers(self.agent.get(url))
+    }
+
+    fn with_headers(
+        &self,
+        r: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let r = r
             // Uncompressed: entries are mostly digests and signatures, which do not
             // compress, and inflating them cost the monitor an eighth of its time
             // (BENCHMARKS.md).
@@ -99,6 +104,30 @@ pub fn get(http: &Http, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> 
         return Err(unavailable(format!("answer larger than {limit} bytes")));
     }
     Ok(body)
+}
+
+/// `HEAD url`: the length the server reports (`None` for 404).
+pub fn head_size(http: &Http, url: &str) -> Result<Option<u64>, FetchError> {
+    let unavailable = |message: String| FetchError::Unavailable {
+        url: url.to_string(),
+        message,
+    };
+    let r = http
+        .with_headers(http.agent.head(url))
+        .call()
+        .map_err(|e| unavailable(e.to_string()))?;
+    match r.status().as_u16() {
+        200 => {}
+        404 => return Ok(None),
+        s => return Err(unavailable(format!("HTTP {s}"))),
+    }
+    let length = r
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| unavailable("no content-length in the answer".into()))?;
+    Ok(Some(length))
 }
 
 /// `<prefix>/tile/...` for a hash tile or an entry bundle.

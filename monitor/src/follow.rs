@@ -29,33 +29,7 @@ pub trait Sink {
 
 /// GETs every URL on up to [`pipeline::FETCHERS`] threads; answers in the order asked.
 fn fetch_all(agent: &Http, urls: &[&str], limit: usize) -> Vec<Result<Vec<u8>, FetchError>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    type Slot = std::sync::Mutex<Option<Result<Vec<u8>, FetchError>>>;
-    let slots: Vec<Slot> = urls.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..pipeline::FETCHERS.min(urls.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(url) = urls.get(i) else { break };
-                let r = get(agent, url, limit);
-                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| {
-                    Err(FetchError::Unavailable {
-                        url: String::new(),
-                        message: "not fetched".into(),
-                    })
-                })
-        })
-        .collect()
+    pipeline::par_map(urls, |url| get(agent, url, limit))
 }
 
 /// A bearer credential from a file: one line of printable ASCII.
@@ -79,6 +53,9 @@ pub struct Follower {
     agent: Http,
     /// For blob health checks: streams of any length, each read bounded.
     blob_agent: Http,
+    /// When the last presence sweep and re-hash run ended (none yet: due at once).
+    last_presence: Option<Instant>,
+    last_rehash: Option<Instant>,
     /// Reads witnesses (never with the log's token).
     witness_agent: Http,
     path: PathBuf,
@@ -148,6 +125,8 @@ impl Follower {
                 agent: crate::fetch::stream_agent(std::time::Duration::from_secs(30)),
                 token,
             },
+            last_presence: None,
+            last_rehash: None,
             witness_agent: Http {
                 agent: crate::fetch::agent(std::time::Duration::from_secs(30)),
                 token: None,
@@ -342,7 +321,17 @@ impl Follower {
         self.check_quorum(sink, seen)?;
         self.compare_witnesses(sink, seen, witnesses);
         if let Some(b) = blobs {
-            self.check_blobs(sink, seen, b)?;
+            let due = |last: Option<Instant>, every: u64| {
+                last.is_none_or(|t| t.elapsed().as_secs() >= every)
+            };
+            if due(self.last_presence, b.presence_every_seconds) {
+                self.check_presence(sink, seen, b)?;
+                self.last_presence = Some(Instant::now());
+            }
+            if due(self.last_rehash, b.rehash_every_seconds) {
+                self.check_blobs(sink, seen, b)?;
+                self.last_rehash = Some(Instant::now());
+            }
         }
         Ok(())
     }
@@ -516,6 +505,7 @@ impl Follower {
                 name,
                 version,
                 digest,
+                size,
                 publisher,
                 keyid,
             } => {
@@ -523,6 +513,7 @@ impl Follower {
                     facts::key(name, version),
                     facts::VersionFacts {
                         digest: *digest,
+                        size: Some(*size),
                         tombstoned: false,
                         approvals: vec![],
                     },
@@ -630,11 +621,73 @@ impl Follower {
         }
     }
 
-    /// Reads back up to `per_round` live versions' bytes (round-robin) and re-hashes them.
+    /// Asks the store for every live version's blob (`HEAD`, on the fetcher threads), and
+    /// compares the size it reports with the logged one: a missing or truncated blob is
+    /// found without reading any bytes.
+    fn check_presence(
+        &mut self,
+        sink: &dyn Sink,
+        seen: Instant,
+        b: &BlobCheck,
+    ) -> Result<(), Stop> {
+        let live: Vec<(String, ledger_client::digest::Digest, Option<u64>)> = self
+            .versions
+            .after("", usize::MAX, |v| !v.tombstoned)
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.digest, v.size))
+            .collect();
+        let url = |key: &str, digest: &ledger_client::digest::Digest| {
+            let name = key.rsplit_once('@').map_or(key, |(n, _)| n);
+            format!("{}/v2/{name}/blobs/{digest}", b.url)
+        };
+        let found = pipeline::par_map(&live, |(key, digest, _)| {
+            crate::fetch::head_size(&self.agent, &url(key, digest))
+        });
+        sink.metrics()
+            .blobs_checked
+            .get_or_create(&crate::metrics::CheckLabel {
+                log: self.history.origin.clone(),
+                check: "presence".into(),
+            })
+            .inc_by(live.len() as u64);
+        for ((key, digest, size), found) in live.into_iter().zip(found) {
+            let url = url(&key, &digest);
+            let evidence = json!({"artifact": key, "digest": digest.to_string(), "url": url});
+            match found.map_err(Stop::Fetch)? {
+                None => self.raise(
+                    sink,
+                    seen,
+                    Kind::BlobMissing,
+                    key.clone(),
+                    format!("{key}: the blob store has no bytes for {digest}"),
+                    evidence,
+                ),
+                Some(stored) if size.is_some_and(|s| s != stored) => self.raise(
+                    sink,
+                    seen,
+                    Kind::BlobCorrupt,
+                    format!("{key} size {stored}"),
+                    format!(
+                        "{key}: the blob store holds {stored} bytes for {digest}, the log says {}",
+                        size.unwrap_or(0)
+                    ),
+                    evidence,
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads back live versions' bytes (a sample, round-robin, or all) and re-hashes them.
     fn check_blobs(&mut self, sink: &dyn Sink, seen: Instant, b: &BlobCheck) -> Result<(), Stop> {
+        let n = match b.rehash {
+            crate::config::Rehash::Sample(n) => n,
+            crate::config::Rehash::All => usize::MAX,
+        };
         let picked: Vec<(String, ledger_client::digest::Digest)> = self
             .versions
-            .after(&self.blob_cursor, b.per_round, |v| !v.tombstoned)
+            .after(&self.blob_cursor, n, |v| !v.tombstoned)
             .into_iter()
             .map(|(k, v)| (k.clone(), v.digest))
             .collect();
@@ -659,6 +712,13 @@ impl Follower {
                 Err(crate::fetch::BlobRead::Fetch(e)) => return Err(Stop::Fetch(e)),
             }
             self.blob_cursor = key;
+            sink.metrics()
+                .blobs_checked
+                .get_or_create(&crate::metrics::CheckLabel {
+                    log: self.history.origin.clone(),
+                    check: "rehash".into(),
+                })
+                .inc();
         }
         self.save_soon();
         Ok(())

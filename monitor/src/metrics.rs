@@ -19,6 +19,13 @@ pub struct AlertLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabel {
+    pub log: String,
+    /// `presence` (asked the store for the blob) or `rehash` (read it back and re-hashed).
+    pub check: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub tree_size: Family<LogLabel, Gauge>,
@@ -29,6 +36,7 @@ pub struct Metrics {
     pub alert_delay: Histogram,
     pub webhook_failures: Counter,
     pub fetch_errors: Family<LogLabel, Counter>,
+    pub blobs_checked: Family<CheckLabel, Counter>,
 }
 
 impl Metrics {
@@ -41,6 +49,7 @@ impl Metrics {
             alert_delay: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]),
             webhook_failures: Counter::default(),
             fetch_errors: Family::default(),
+            blobs_checked: Family::default(),
         };
         let mut r = Registry::with_prefix("monitor");
         r.register("tree_size", "Verified tree size", m.tree_size.clone());
@@ -69,6 +78,11 @@ impl Metrics {
             "fetch_errors",
             "Reads of a log or witness that failed (retried next round)",
             m.fetch_errors.clone(),
+        );
+        r.register(
+            "blobs_checked",
+            "Artifact versions whose blob was asked for (presence) or read back (rehash)",
+            m.blobs_checked.clone(),
         );
         (m, Arc::new(r))
     }

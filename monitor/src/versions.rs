@@ -252,6 +252,7 @@ mod tests {
     fn facts(i: u8) -> VersionFacts {
         VersionFacts {
             digest: Digest([i; 32]),
+            size: Some(u64::from(i)),
             tombstoned: false,
             approvals: vec![],
         }

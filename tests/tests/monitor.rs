@@ -280,6 +280,18 @@ fn a_bad_configuration_or_a_damaged_state_file_is_refused_with_a_clear_error() {
             r#"{"state_dir": "s", "logs": [], "extra": 1}"#,
             "unknown field",
         ),
+        (
+            r#"{"state_dir": "s", "logs": [], "blobs": {"url": "http://x", "rehash": 0}}"#,
+            "blobs.rehash must be a number from 1 to 10000",
+        ),
+        (
+            r#"{"state_dir": "s", "logs": [], "blobs": {"url": "http://x", "rehash": "most"}}"#,
+            "or \"all\"",
+        ),
+        (
+            r#"{"state_dir": "s", "logs": [], "blobs": {"url": "http://x", "per_round": 3}}"#,
+            "unknown field `per_round`",
+        ),
     ] {
         let p = dir.path().join("bad.json");
         std::fs::write(&p, bad).unwrap();
@@ -446,6 +458,7 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
     let m1 = publish(&l, "models/m", "1", "model", b"weights one");
     let m2 = publish(&l, "models/m", "2", "model", b"weights two");
     publish(&l, "datasets/d", "1", "dataset", b"rows");
+    let m3 = publish(&l, "models/m", "3", "model", b"weights three");
     for to in ["approved", "released"] {
         registry(
             &l,
@@ -467,7 +480,7 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
         {"name": "two-eyes", "approvals": {"to": "released", "required": 1}},
         {"name": "purges", "tombstone": true}
     ]);
-    c["blobs"] = serde_json::json!({"url": l.url(""), "per_round": 10});
+    c["blobs"] = serde_json::json!({"url": l.url(""), "rehash": "all"});
     std::fs::write(&cfg, c.to_string()).unwrap();
 
     // Healthy bytes first: only the rules speak.
@@ -479,18 +492,21 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
             .filter(|a| a["kind"] == "rule" && a["evidence"]["rule"] == rule)
             .count()
     };
-    assert_eq!(fired(&alerts, "new-model"), 2, "{:?}", kinds(&alerts));
-    assert_eq!(fired(&alerts, "signed-releases"), 3, "{:?}", kinds(&alerts));
+    assert_eq!(fired(&alerts, "new-model"), 3, "{:?}", kinds(&alerts));
+    assert_eq!(fired(&alerts, "signed-releases"), 4, "{:?}", kinds(&alerts));
     assert_eq!(fired(&alerts, "two-eyes"), 1, "{:?}", kinds(&alerts));
     assert_eq!(fired(&alerts, "purges"), 1, "{:?}", kinds(&alerts));
-    assert_eq!(alerts.len(), 7, "{:?}", kinds(&alerts));
+    assert_eq!(alerts.len(), 9, "{:?}", kinds(&alerts));
 
-    // Then the store loses one model's bytes and corrupts another's.
+    // Then the store loses one model's bytes, corrupts another's, and cuts a third short.
     std::fs::remove_file(blob_file(&data, &m1)).unwrap();
     let f = blob_file(&data, &m2);
     let mut bytes = std::fs::read(&f).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&f, bytes).unwrap();
+    let f = blob_file(&data, &m3);
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 3]).unwrap();
     let (code, out, alerts) = monitor_once(&cfg);
     assert_eq!(code, 1, "{out}");
     let k: Vec<(String, String)> = alerts
@@ -512,10 +528,24 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
         "{:?}",
         kinds(&alerts)
     );
+    // The presence sweep finds the short blob by its size alone (HEAD), the re-hash by
+    // its bytes.
+    let short: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["evidence"]["artifact"] == "models/m@3")
+        .map(|a| a["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        short
+            .iter()
+            .any(|m| m.contains("holds 10 bytes") && m.contains("the log says 13")),
+        "{short:?}"
+    );
+    assert_eq!(short.len(), 2, "{short:?}");
     assert_eq!(
         alerts.len(),
-        2,
-        "rules do not fire twice: {:?}",
+        4,
+        "rules do not fire twice, nor a missing blob once per check: {:?}",
         kinds(&alerts)
     );
 }
@@ -585,6 +615,67 @@ fn approvals_seen_before_a_restart_still_count_after_it_and_an_idle_round_writes
     let (code, out, _) = monitor_once(&cfg);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("damaged"), "{out}");
+}
+
+#[test]
+fn blob_checks_run_on_their_schedule_not_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::start(&dir.path().join("ledger"), &[]);
+    publish(&l, "models/a", "1", "model", b"a");
+    publish(&l, "models/a", "2", "model", b"aa");
+    let cfg = config(dir.path(), &l, &[]);
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["interval_ms"] = serde_json::json!(50);
+    c["blobs"] = serde_json::json!({"url": l.url(""), "rehash": 1,
+        "rehash_every_seconds": 0, "presence_every_seconds": 3600});
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let mut child = Command::new(binary("ledger-monitor"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let metrics_url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(u) = line.strip_prefix("metrics on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let checked = |check: &str| -> u64 {
+        let m = ledger_e2e::get(&agent(), &metrics_url).unwrap().text();
+        let prefix =
+            format!(r#"monitor_blobs_checked_total{{log="localhost/artifacts",check="{check}"}} "#);
+        m.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let wait_for = |what: &dyn Fn() -> bool| {
+        for _ in 0..600 {
+            if what() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the monitor did not get there in 30 s");
+    };
+    // A version published while the monitor runs: once the monitor has verified it and
+    // re-hashed in later rounds, the hourly presence sweep has still run only once.
+    wait_for(&|| checked("presence") == 2);
+    publish(&l, "models/a", "3", "model", b"aaa");
+    let rehashed = checked("rehash");
+    wait_for(&|| checked("rehash") >= rehashed + 3);
+    let presence = checked("presence");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        presence, 2,
+        "the sweep ran once, over the two versions it knew"
+    );
 }
 
 #[test]
