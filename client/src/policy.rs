@@ -134,7 +134,8 @@ fn utf8<'a>(line: usize, what: &str, b: &'a [u8]) -> Result<&'a str, PolicyError
 /// The raw public key inside a vkey (`name+id+base64(type || key)`), for duplicate checks:
 /// tlog-policy calls two vkeys duplicates when they wrap the same key under any name.
 fn vkey_material(vkey: &str) -> Option<Vec<u8>> {
-    let b64 = vkey.rsplit('+').next()?;
+    // Names hold no '+', but standard base64 may: the key is everything after the second.
+    let b64 = vkey.splitn(3, '+').nth(2)?;
     let raw = BASE64_STANDARD.decode(b64).ok()?;
     raw.get(1..).map(<[u8]>::to_vec)
 }
@@ -618,6 +619,42 @@ mod tests {
             p.verify_checkpoint(&n, &[&f.log_vkey]),
             Err(PolicyError::Cosignature(_))
         ));
+    }
+
+    #[test]
+    fn logs_whose_keys_hold_a_plus_in_base64_are_told_apart_and_duplicates_still_found() {
+        let plus_key = |name: &str| loop {
+            let (_, v) = signed_note::generate_key(&mut OsRng, name);
+            if v.splitn(3, '+').nth(2).unwrap().contains('+') {
+                break v;
+            }
+        };
+        let (a, b) = (plus_key("a.example/log"), plus_key("b.example/log"));
+        let two = format!(
+            "log {a}
+log {b}
+quorum none
+"
+        );
+        assert_eq!(Policy::parse(two.as_bytes()).unwrap().logs.len(), 2);
+        // The same key under another name is the same log.
+        let b64 = a.splitn(3, '+').nth(2).unwrap();
+        let raw = BASE64_STANDARD.decode(b64).unwrap();
+        use sha2::{Digest, Sha256};
+        let id = Sha256::new()
+            .chain_update(b"c.example/log\n")
+            .chain_update(&raw)
+            .finalize();
+        let id: String = id[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let renamed = format!("c.example/log+{id}+{b64}");
+        let dup = format!(
+            "log {a}
+log {renamed}
+quorum none
+"
+        );
+        let e = Policy::parse(dup.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("duplicate log"), "{e}");
     }
 
     #[test]

@@ -40,19 +40,53 @@ pub enum Fact {
     Policy { digest: String, by: String },
 }
 
-/// Reads an entry. Anything not understood is no fact (opaque entries are legitimate).
-pub fn of(entry: &[u8]) -> Option<Fact> {
+/// A fact, where in the log it was told, and when the log says it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Told {
+    pub index: u64,
+    pub fact: Fact,
+    /// The entry's own time (Unix milliseconds, the ledger's clock): where rule alerts
+    /// measure their delay from.
+    pub logged_ms: u64,
+}
+
+/// Reads entry `index`. Anything not understood is no fact (opaque entries are legitimate).
+pub fn of(index: u64, entry: &[u8]) -> Option<Told> {
     if entry.first() == Some(&b'{') {
         let v: serde_json::Value = serde_json::from_slice(entry).ok()?;
         if v["type"] == "policy" {
-            return Some(Fact::Policy {
-                digest: v["policy_digest"].as_str()?.to_string(),
-                by: v["by"].as_str().unwrap_or("").to_string(),
+            return Some(Told {
+                index,
+                fact: Fact::Policy {
+                    digest: v["policy_digest"].as_str()?.to_string(),
+                    by: v["by"].as_str().unwrap_or("").to_string(),
+                },
+                logged_ms: v["time_ms"].as_u64().unwrap_or(0),
             });
         }
         return None;
     }
-    match Event::decode(entry).ok()? {
+    let event = Event::decode(entry).ok()?;
+    let logged_ms = event_time(&event).saturating_mul(1000);
+    Some(Told {
+        index,
+        fact: fact(event)?,
+        logged_ms,
+    })
+}
+
+fn event_time(e: &Event) -> u64 {
+    match e {
+        Event::Published(x) => x.time,
+        Event::Lifecycle(x) => x.time,
+        Event::Approval(x) => x.time,
+        Event::Tombstone(x) => x.time,
+        _ => 0,
+    }
+}
+
+fn fact(event: Event) -> Option<Fact> {
+    match event {
         Event::Published(p) => Some(Fact::Published {
             name: p.name,
             version: p.version,

@@ -88,9 +88,13 @@ impl From<FetchError> for Stop {
 }
 
 fn now() -> u64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Follower {
@@ -193,10 +197,10 @@ impl Follower {
         subject: String,
         message: String,
         evidence: serde_json::Value,
-    ) {
+    ) -> bool {
         let key = format!("{} {subject}", kind.name());
         if self.raised.contains(&key) {
-            return;
+            return false;
         }
         self.raised.push(key);
         if self.raised.len() > MAX_RAISED {
@@ -216,6 +220,7 @@ impl Follower {
         if let Err(e) = self.save() {
             tracing::error!(error = %format!("{e:#}"), "saving monitor state");
         }
+        true
     }
 
     /// Saves progress at most every [`SAVE_EVERY`]: a save costs three syncs (the versions'
@@ -345,7 +350,7 @@ impl Follower {
         cp: &VerifiedCheckpoint,
         rules: &[Rule],
     ) -> Result<(), Stop> {
-        let mut facts: Vec<(u64, Fact)> = vec![];
+        let mut facts: Vec<facts::Told> = vec![];
         let mut tree = self
             .verified
             .as_ref()
@@ -389,7 +394,7 @@ impl Follower {
             }
             let skip = (tree.size() - b * TILE_WIDTH as u64) as usize;
             let from = tree.size();
-            facts.extend(f.facts.into_iter().filter(|(i, _)| *i >= from));
+            facts.extend(f.facts.into_iter().filter(|t| t.index >= from));
             for l in &leaves[skip..] {
                 higher.extend(tree.push_leaf(*l).into_iter().filter(|t| t.level > 0));
             }
@@ -441,8 +446,8 @@ impl Follower {
             return Err(Stop::Alerted);
         }
         // The entries are verified: what they say counts now.
-        for (index, fact) in facts {
-            self.learn(sink, seen, cp, rules, index, fact);
+        for told in facts {
+            self.learn(sink, seen, cp, rules, told);
         }
         m.tree_size.get_or_create(&label).set(cp.size as i64);
         m.checkpoints_verified.get_or_create(&label).inc();
@@ -496,11 +501,11 @@ impl Follower {
         seen: Instant,
         cp: &VerifiedCheckpoint,
         rules: &[Rule],
-        index: u64,
-        fact: Fact,
+        told: facts::Told,
     ) {
+        let index = told.index;
         let mut matched: Vec<(String, String)> = vec![];
-        match &fact {
+        match &told.fact {
             Fact::Published {
                 name,
                 version,
@@ -610,7 +615,7 @@ impl Follower {
             }
         }
         for (rule, message) in matched {
-            self.raise(
+            let raised = self.raise(
                 sink,
                 seen,
                 Kind::Rule,
@@ -618,6 +623,12 @@ impl Follower {
                 format!("rule {rule}: {message} (entry {index})"),
                 json!({"rule": rule, "index": index, "checkpoint": String::from_utf8_lossy(&cp.note)}),
             );
+            if raised && told.logged_ms > 0 {
+                let delay_ms = now_ms().saturating_sub(told.logged_ms);
+                sink.metrics()
+                    .event_alert_delay
+                    .observe(delay_ms as f64 / 1000.0);
+            }
         }
     }
 
@@ -673,8 +684,8 @@ impl Follower {
                     ),
                     evidence,
                 ),
-                Some(_) => {}
-            }
+                Some(_) => false,
+            };
         }
         Ok(())
     }
@@ -700,7 +711,7 @@ impl Follower {
             let outcome = crate::fetch::hash_blob(&self.blob_agent, &url);
             let evidence = json!({"artifact": key, "digest": digest.to_string(), "url": url});
             match outcome {
-                Ok(Some(got)) if got == digest => {}
+                Ok(Some(got)) if got == digest => false,
                 Ok(Some(got)) => self.raise(sink, seen, Kind::BlobCorrupt, format!("{key} {got}"),
                     format!("{key}: the blob store's bytes hash to {got}, not the logged {digest}"), evidence),
                 Ok(None) => self.raise(sink, seen, Kind::BlobMissing, key.clone(),
@@ -710,7 +721,7 @@ impl Follower {
                 Err(crate::fetch::BlobRead::Broken(m)) => self.raise(sink, seen, Kind::BlobCorrupt, format!("{key} broken"),
                     format!("{key}: reading {digest} failed midway ({m}): the stored bytes do not match"), evidence),
                 Err(crate::fetch::BlobRead::Fetch(e)) => return Err(Stop::Fetch(e)),
-            }
+            };
             self.blob_cursor = key;
             sink.metrics()
                 .blobs_checked

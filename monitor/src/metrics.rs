@@ -34,6 +34,8 @@ pub struct Metrics {
     pub alerts: Family<AlertLabel, Counter>,
     /// Seconds from first seeing the checkpoint an alert is about to raising the alert.
     pub alert_delay: Histogram,
+    /// Seconds from a rule alert's entry's own time (the ledger's clock) to the alert.
+    pub event_alert_delay: Histogram,
     pub webhook_failures: Counter,
     pub fetch_errors: Family<LogLabel, Counter>,
     pub blobs_checked: Family<CheckLabel, Counter>,
@@ -47,6 +49,9 @@ impl Metrics {
             checkpoints_verified: Family::default(),
             alerts: Family::default(),
             alert_delay: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0]),
+            event_alert_delay: Histogram::new([
+                0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+            ]),
             webhook_failures: Counter::default(),
             fetch_errors: Family::default(),
             blobs_checked: Family::default(),
@@ -68,6 +73,11 @@ impl Metrics {
             "alert_delay_seconds",
             "From first seeing a checkpoint to the alert about it",
             m.alert_delay.clone(),
+        );
+        r.register(
+            "event_alert_delay_seconds",
+            "From the time a rule alert's entry was logged (its own time field) to the alert",
+            m.event_alert_delay.clone(),
         );
         r.register(
             "webhook_failures",

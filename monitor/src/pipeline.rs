@@ -25,8 +25,8 @@ pub struct Fetched {
     pub tile0: Vec<u8>,
     pub bundle_url: String,
     pub tile0_url: String,
-    /// What the entries say that rules and blob checks need: (index, fact).
-    pub facts: Vec<(u64, crate::facts::Fact)>,
+    /// What the entries say that rules and blob checks need.
+    pub facts: Vec<crate::facts::Told>,
 }
 
 fn fetch(agent: &Http, prefix: &str, b: u64, width: usize) -> Result<Fetched, FetchError> {
@@ -37,9 +37,7 @@ fn fetch(agent: &Http, prefix: &str, b: u64, width: usize) -> Result<Fetched, Fe
     let leaves = match decode_bundle(&bytes) {
         Ok(e) if e.len() == width => {
             for (k, x) in e.iter().enumerate() {
-                if let Some(f) = crate::facts::of(x) {
-                    facts.push((b * TILE_WIDTH as u64 + k as u64, f));
-                }
+                facts.extend(crate::facts::of(b * TILE_WIDTH as u64 + k as u64, x));
             }
             Ok(e.iter().map(|x| leaf_hash(x)).collect())
         }

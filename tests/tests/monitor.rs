@@ -618,7 +618,7 @@ fn approvals_seen_before_a_restart_still_count_after_it_and_an_idle_round_writes
 }
 
 #[test]
-fn blob_checks_run_on_their_schedule_not_every_round() {
+fn blob_checks_run_on_their_schedule_not_every_round_and_rule_alerts_are_timed_from_their_entry() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::start(&dir.path().join("ledger"), &[]);
     publish(&l, "models/a", "1", "model", b"a");
@@ -628,6 +628,7 @@ fn blob_checks_run_on_their_schedule_not_every_round() {
     c["interval_ms"] = serde_json::json!(50);
     c["blobs"] = serde_json::json!({"url": l.url(""), "rehash": 1,
         "rehash_every_seconds": 0, "presence_every_seconds": 3600});
+    c["rules"] = serde_json::json!([{"name": "new-model", "new_version": "models/*"}]);
     std::fs::write(&cfg, c.to_string()).unwrap();
     let mut child = Command::new(binary("ledger-monitor"))
         .arg("--config")
@@ -670,11 +671,17 @@ fn blob_checks_run_on_their_schedule_not_every_round() {
     let rehashed = checked("rehash");
     wait_for(&|| checked("rehash") >= rehashed + 3);
     let presence = checked("presence");
+    let m = ledger_e2e::get(&agent(), &metrics_url).unwrap().text();
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
         presence, 2,
         "the sweep ran once, over the two versions it knew"
+    );
+    // Each new version's rule alert is timed from its entry's own time.
+    assert!(
+        m.contains("monitor_event_alert_delay_seconds_count 3"),
+        "{m}"
     );
 }
 
