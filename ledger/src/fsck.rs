@@ -1,4 +1,5 @@
-//! `ledger fsck`: an auditor's full check of a log's storage, trusting nothing but the vkey.
+//! `ledger fsck` and `ledgerctl audit fsck`: an auditor's full check of a log's storage,
+//! trusting nothing but the vkey.
 //!
 //! Re-hashes every stored entry, rebuilds every tile and compares it byte for byte with the
 //! stored one, and checks that *every* checkpoint the log ever issued is signed by the log's
@@ -10,6 +11,7 @@ use crate::store::{LogStore, StoreError};
 use crate::tree::{Edge, NewTile, TILE_WIDTH};
 use ledger_client::checkpoint::verify_checkpoint;
 use ledger_client::rotation::{KeyHistory, Rotation};
+use std::path::Path;
 
 #[derive(Debug, Default)]
 pub struct FsckReport {
@@ -207,4 +209,140 @@ mod tests {
         let err = fsck(store.as_ref(), ORIGIN, &other, |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("checkpoint at size 0"), "{err}");
     }
+}
+
+/// A stopped ledger's data directory, opened for offline work.
+pub struct Offline {
+    pub db: crate::store::rocks::RocksDb,
+    /// The vkey read from `--vkey` or the data directory, and its name (the origin).
+    pub vkey: String,
+    pub origin: String,
+}
+
+/// Opens `<data_dir>/db` for the log named `log`, with the log's vkey from `vkey` or, by
+/// default, `<data_dir>/keys/<log>.vkey`.
+pub fn open_offline(data_dir: &Path, log: &str, vkey: Option<&Path>) -> anyhow::Result<Offline> {
+    use anyhow::Context;
+    let vkey_path = vkey.map_or_else(
+        || crate::keys::key_paths(&data_dir.join("keys"), log).1,
+        Path::to_path_buf,
+    );
+    let vkey = ledger_client::checkpoint::read_vkey_file(&vkey_path)
+        .with_context(|| format!("reading {}", vkey_path.display()))?;
+    let origin = vkey.split('+').next().unwrap_or_default().to_string();
+    let db_path = data_dir.join("db");
+    if !db_path.exists() {
+        anyhow::bail!("no database at {}", db_path.display());
+    }
+    let db = crate::store::rocks::RocksDb::open(&db_path, &[log.to_string()], 64 << 20)
+        .with_context(|| {
+            format!(
+                "opening {} (is the ledger still running? stop it, or check a copy)",
+                db_path.display()
+            )
+        })?;
+    Ok(Offline { db, vkey, origin })
+}
+
+/// Why checking a data directory did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// The directory, its database or the key could not be opened or read.
+    #[error("{0:#}")]
+    Unusable(anyhow::Error),
+    /// The check ran and found the storage wrong (or could not read part of it).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a passed check of a data directory found: the report, and a description of the
+/// storage used per entry.
+pub struct DataDirReport {
+    pub log: String,
+    pub report: FsckReport,
+    pub seconds: f64,
+    /// (kind, bytes) of each kind of stored data.
+    pub sizes: Vec<(&'static str, u64)>,
+}
+
+impl std::fmt::Display for DataDirReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.report;
+        writeln!(
+            f,
+            "fsck {}: OK — {} entries ({} bytes) re-hashed, {} tiles and {} checkpoints verified, {} key rotation(s) followed, in {:.1}s",
+            self.log, r.tree_size, r.entry_bytes, r.tiles_checked, r.checkpoints_checked, r.rotations, self.seconds
+        )?;
+        let n = r.tree_size.max(1) as f64;
+        let get = |k: &str| {
+            self.sizes
+                .iter()
+                .find(|(kind, _)| *kind == k)
+                .map_or(0, |(_, b)| *b)
+        };
+        for (kind, bytes) in &self.sizes {
+            writeln!(
+                f,
+                "  {kind:<10} {bytes:>14} bytes  {:>8.2} bytes/entry",
+                *bytes as f64 / n
+            )?;
+        }
+        writeln!(
+            f,
+            "  merkle overhead (tiles + dedup index): {:.2} bytes/entry; checkpoints: {:.2} bytes/entry",
+            (get("tile") + get("dedup")) as f64 / n,
+            get("checkpoint") as f64 / n
+        )?;
+        write!(
+            f,
+            "  entries: {:.2} bytes/entry stored for {:.2} bytes/entry of data",
+            (get("bundle") + get("tail")) as f64 / n,
+            r.entry_bytes as f64 / n
+        )
+    }
+}
+
+/// Checks log `log` of a stopped ledger's data directory. With `vkey` (what an auditor
+/// passes: the key the log started with), the check starts from that key; without it,
+/// from the first key the directory records (the current key file, or the first one a
+/// recorded rotation names). `compact` settles storage first so the byte counts are final.
+pub fn check_data_dir(
+    data_dir: &Path,
+    log: &str,
+    vkey: Option<&Path>,
+    compact: bool,
+    progress: impl FnMut(u64, u64),
+) -> Result<DataDirReport, DataDirError> {
+    let Offline {
+        db,
+        vkey: key,
+        origin,
+    } = open_offline(data_dir, log, vkey).map_err(DataDirError::Unusable)?;
+    let store = db.log_store(log);
+    let genesis = if vkey.is_some() {
+        key
+    } else {
+        let (rdb, rcf) = db.process_family(crate::rotation::FAMILY);
+        let failed = |e: anyhow::Error| DataDirError::Failed(format!("{e:#}"));
+        let recorded = crate::rotation::Recorded::new(rdb, rcf)
+            .get(log)
+            .map_err(failed)?;
+        crate::rotation::first_key(&store, &origin, &recorded)
+            .map_err(failed)?
+            .unwrap_or(key)
+    };
+    let started = std::time::Instant::now();
+    let failed = |e: &dyn std::fmt::Display| DataDirError::Failed(e.to_string());
+    let report = fsck(&store, &origin, &genesis, progress).map_err(|e| failed(&e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if compact {
+        store.settle().map_err(|e| failed(&e))?;
+    }
+    let sizes = store.sizes_by_kind().map_err(|e| failed(&e))?;
+    Ok(DataDirReport {
+        log: log.to_string(),
+        report,
+        seconds,
+        sizes,
+    })
 }

@@ -582,27 +582,10 @@ fn tsa(listen: SocketAddr, key: PathBuf, cert: PathBuf, policy: Option<String>) 
 }
 
 /// Opens a stopped ledger's database for one log; returns it with the log's vkey and origin.
-fn open_offline(
-    data_dir: &std::path::Path,
-    log: &str,
-    vkey: Option<PathBuf>,
-) -> Result<(ledger::store::rocks::RocksDb, String, String)> {
-    use anyhow::Context;
-    let vkey_path = vkey.unwrap_or_else(|| ledger::keys::key_paths(&data_dir.join("keys"), log).1);
-    let vkey = ledger_client::checkpoint::read_vkey_file(&vkey_path)
-        .with_context(|| format!("reading {}", vkey_path.display()))?;
-    let origin = vkey.split('+').next().unwrap_or_default().to_string();
-    let db_path = data_dir.join("db");
-    if !db_path.exists() {
-        anyhow::bail!("no database at {}", db_path.display());
-    }
-    let db = ledger::store::rocks::RocksDb::open(&db_path, &[log.to_string()], 64 << 20)?;
-    Ok((db, vkey, origin))
-}
-
 fn reindex(data_dir: PathBuf, log: String, vkey: Option<PathBuf>) -> Result<()> {
     use anyhow::Context;
-    let (db, _vkey, origin) = open_offline(&data_dir, &log, vkey)?;
+    let ledger::fsck::Offline { db, origin, .. } =
+        ledger::fsck::open_offline(&data_dir, &log, vkey.as_deref())?;
     let store = db.log_store(&log);
     let snap = ledger::log::recover(&store, &origin)?.context("the log has no checkpoint")?;
     let (cdb, cf) = db.derived(&log, "catalog");
@@ -647,61 +630,13 @@ fn reindex(data_dir: PathBuf, log: String, vkey: Option<PathBuf>) -> Result<()> 
 }
 
 fn fsck(data_dir: PathBuf, log: String, vkey: Option<PathBuf>, compact: bool) -> Result<()> {
-    let given = vkey.is_some();
-    let (db, vkey, origin) = open_offline(&data_dir, &log, vkey)?;
-    let store = db.log_store(&log);
-    // An auditor passes the key the log started with; by default the operator's files
-    // hold the current key, and the first recorded rotation names the first.
-    let genesis = if given {
-        vkey
-    } else {
-        let (rdb, rcf) = db.process_family(ledger::rotation::FAMILY);
-        let recorded = ledger::rotation::Recorded::new(rdb, rcf).get(&log)?;
-        ledger::rotation::first_key(&store, &origin, &recorded)?.unwrap_or(vkey)
-    };
-    let started = std::time::Instant::now();
-    let report = ledger::fsck::fsck(&store, &origin, &genesis, |done, total| {
-        if done % (1 << 20) < 256 {
-            eprintln!("fsck: {done} / {total} entries");
-        }
-    })?;
-    println!(
-        "fsck {log}: OK — {} entries ({} bytes) re-hashed, {} tiles and {} checkpoints verified, {} key rotation(s) followed, in {:.1}s",
-        report.tree_size,
-        report.entry_bytes,
-        report.tiles_checked,
-        report.checkpoints_checked,
-        report.rotations,
-        started.elapsed().as_secs_f64()
-    );
-    if compact {
-        store.settle()?;
-    }
-    let sizes = store.sizes_by_kind()?;
-    let n = report.tree_size.max(1) as f64;
-    let get = |k: &str| {
-        sizes
-            .iter()
-            .find(|(kind, _)| *kind == k)
-            .map_or(0, |(_, b)| *b)
-    };
-    for (kind, bytes) in &sizes {
-        println!(
-            "  {kind:<10} {bytes:>14} bytes  {:>8.2} bytes/entry",
-            *bytes as f64 / n
-        );
-    }
-    let merkle = get("tile") + get("dedup");
-    println!(
-        "  merkle overhead (tiles + dedup index): {:.2} bytes/entry; checkpoints: {:.2} bytes/entry",
-        merkle as f64 / n,
-        get("checkpoint") as f64 / n
-    );
-    println!(
-        "  entries: {:.2} bytes/entry stored for {:.2} bytes/entry of data",
-        (get("bundle") + get("tail")) as f64 / n,
-        report.entry_bytes as f64 / n
-    );
+    let report =
+        ledger::fsck::check_data_dir(&data_dir, &log, vkey.as_deref(), compact, |done, total| {
+            if done % (1 << 20) < 256 {
+                eprintln!("fsck: {done} / {total} entries");
+            }
+        })?;
+    println!("{report}");
     Ok(())
 }
 

@@ -230,3 +230,71 @@ fn checkpoints_saved_at_two_times_are_proven_consistent_and_a_forged_one_is_not(
     ]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn fsck_passes_a_stopped_ledgers_directory_and_fails_a_changed_tile_or_a_foreign_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ledger");
+    let l = Ledger::start(&data, &[]);
+    fill(&l);
+    for i in 0..300 {
+        add(&l, format!("entry {i}").as_bytes());
+    }
+    let published = dir.path().join("published.vkey");
+    std::fs::copy(data.join("keys/artifacts.vkey"), &published).unwrap();
+    let fsck = |vkey: &std::path::Path, json: bool| {
+        let mut args = vec!["audit", "fsck", "--data-dir", data.to_str().unwrap()];
+        args.extend(["--vkey", vkey.to_str().unwrap()]);
+        if json {
+            args.insert(0, "--json");
+        }
+        ledgerctl(&args)
+    };
+    // A running ledger holds its database: refused as unusable input, with the reason.
+    let (code, _, err) = fsck(&published, false);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("still running"), "{err}");
+    drop(l);
+
+    let (code, out, err) = fsck(&published, false);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("fsck artifacts: OK"), "{out}");
+    let (code, out, err) = fsck(&published, true);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(j["tree_size"].as_u64().unwrap() > 300, "{j}");
+    assert!(j["tiles_checked"].as_u64().unwrap() >= 1, "{j}");
+
+    // A key of the same name that is not the log's: no checkpoint verifies.
+    let (_, foreign) = signed_note::generate_key(&mut rand::rngs::OsRng, "localhost/artifacts");
+    let foreign_file = dir.path().join("foreign.vkey");
+    std::fs::write(&foreign_file, format!("{foreign}\n")).unwrap();
+    let (code, _, err) = fsck(&foreign_file, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("checkpoint at size"), "{err}");
+
+    // One bit of the first stored hash tile changed.
+    {
+        let rocks =
+            ledger::store::rocks::RocksDb::open(&data.join("db"), &["artifacts".into()], 1 << 20)
+                .unwrap();
+        let (db, _) = rocks.derived("artifacts", "catalog");
+        let cf = db.cf_handle("artifacts/tile").unwrap();
+        let key = [0u8; 9];
+        let mut stored = db.get_cf(&cf, key).unwrap().unwrap();
+        stored[31] ^= 0x80;
+        db.put_cf(&cf, key, stored).unwrap();
+    }
+    let (code, _, err) = fsck(&published, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("stored tile 0/0 differs"), "{err}");
+
+    let (code, _, err) = ledgerctl(&[
+        "audit",
+        "fsck",
+        "--data-dir",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nothing"), "{err}");
+}

@@ -24,6 +24,26 @@ pub enum AuditCommand {
     /// Rebuild the registry from the log's entries alone and compare it with the ledger's
     /// catalog, as of the log's current checkpoint.
     Replay(ReplayArgs),
+    /// Check a stopped ledger's data directory (or a copy of it) offline: re-hash every
+    /// entry, rebuild every tile and compare it with the stored one, and verify every
+    /// checkpoint the log ever issued against the key valid at its size.
+    #[cfg(feature = "fsck")]
+    Fsck(FsckArgs),
+}
+
+#[cfg(feature = "fsck")]
+#[derive(Args)]
+pub struct FsckArgs {
+    /// The data directory (the ledger must be stopped, or this a copy).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The log's name in that directory.
+    #[arg(long, default_value = "artifacts")]
+    log: String,
+    /// The key the log started with (what the operator published). Without it, the key
+    /// files in the data directory are believed, which an auditor should not do.
+    #[arg(long, value_name = "FILE")]
+    vkey: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -57,7 +77,35 @@ pub fn run(c: AuditCommand, timeout: Duration) -> Result<Output> {
     match c {
         AuditCommand::Consistency(a) => consistency(a, timeout),
         AuditCommand::Replay(a) => replay(a, timeout),
+        #[cfg(feature = "fsck")]
+        AuditCommand::Fsck(a) => fsck(a),
     }
+}
+
+#[cfg(feature = "fsck")]
+fn fsck(a: FsckArgs) -> Result<Output> {
+    use ledger::fsck::{check_data_dir, DataDirError};
+    let r =
+        check_data_dir(&a.data_dir, &a.log, a.vkey.as_deref(), false, |_, _| {}).map_err(|e| {
+            match e {
+                DataDirError::Unusable(e) => Failure::input(format!("{e:#}")),
+                DataDirError::Failed(m) => Failure::verification(format!("fsck {}: {m}", a.log)),
+            }
+        })?;
+    let f = &r.report;
+    Ok(Output {
+        human: r.to_string(),
+        json: json!({
+            "ok": true,
+            "log": r.log,
+            "tree_size": f.tree_size,
+            "entry_bytes": f.entry_bytes,
+            "tiles_checked": f.tiles_checked,
+            "checkpoints_checked": f.checkpoints_checked,
+            "rotations": f.rotations,
+            "seconds": r.seconds,
+        }),
+    })
 }
 
 fn saved(path: &Path, vkey: &str) -> Result<VerifiedCheckpoint> {
