@@ -30,6 +30,8 @@ load() { "$T/ledger-load" --url http://127.0.0.1:$PORT/artifacts --fsync-dir "$D
 echo "== git $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%F)"
 echo "== local filesystem store, $MIB MiB"
 [ -z "${ONLY_S3:-}" ] && { start; load --mib "$MIB"; stop; }
+echo "== local filesystem store, $MIB MiB, download ${SETTLE:-20} s after the upload"
+[ -z "${ONLY_S3:-}" ] && { start; load --mib "$MIB" --settle-seconds "${SETTLE:-20}"; stop; }
 echo "== local filesystem store, sealed at rest (AES-256-GCM STREAM), $MIB MiB"
 "$T/ledger" seal-keygen --out "$D/seal.key" 2>/dev/null
 [ -z "${ONLY_S3:-}" ] && { start --seal-key "$D/seal.key"; load --mib "$MIB"; stop; }

@@ -95,6 +95,11 @@ enum Mode {
         /// The ledger's process id, to read its peak resident memory from /proc.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Wait this long between the upload and the download. A store that writes past
+        /// the page cache (the filesystem store's O_DIRECT) serves the download from disk;
+        /// right after a multi-GiB upload, a virtual disk may still be absorbing it.
+        #[arg(long, default_value_t = 0)]
+        settle_seconds: u64,
     },
     /// The latency a submitter adds by waiting for an attested (cosigned, time-stamped)
     /// checkpoint: a closed loop of plain `add`, then the same load with `?wait=attested`.
@@ -589,9 +594,13 @@ async fn main() -> Result<()> {
                 report_latency(label, lat);
             }
         }
-        Mode::Blobs { mib, server_pid } => {
+        Mode::Blobs {
+            mib,
+            server_pid,
+            settle_seconds,
+        } => {
             let dir = (!cli.no_machine).then_some(cli.fsync_dir.as_path());
-            blob_bench(&t, mib << 20, server_pid, dir).await?
+            blob_bench(&t, mib << 20, server_pid, dir, settle_seconds).await?
         }
         Mode::Fill {
             entries,
@@ -726,6 +735,7 @@ async fn blob_bench(
     size: u64,
     pid: Option<u32>,
     fsync_dir: Option<&std::path::Path>,
+    settle_seconds: u64,
 ) -> Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mib = size as f64 / (1 << 20) as f64;
@@ -798,6 +808,10 @@ async fn blob_bench(
         );
     }
 
+    if settle_seconds > 0 {
+        println!("(waiting {settle_seconds} s before the download)");
+        tokio::time::sleep(Duration::from_secs(settle_seconds)).await;
+    }
     let start = Instant::now();
     let head = format!(
         "GET /v2/bench/blobs/{digest} HTTP/1.1\r\nhost: {}\r\n\r\n",
