@@ -44,6 +44,7 @@ pub mod error;
 pub mod event;
 pub mod merkle;
 pub mod policy;
+pub mod publisher;
 pub mod replay;
 pub mod rotation;
 pub mod tiles;

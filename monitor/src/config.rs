@@ -38,9 +38,13 @@ pub struct Rule {
     /// A version is tombstoned.
     #[serde(default)]
     pub tombstone: bool,
-    /// A version is published unsigned, or signed by a key id not in this list.
+    /// A version is published unsigned, or not with a valid signature by one of these
+    /// publisher keys (signed-note vkeys; ledger_client::publisher).
     #[serde(default)]
     pub publisher_keys: Option<Vec<String>>,
+    /// `publisher_keys`, parsed when the configuration is read.
+    #[serde(skip)]
+    pub trusted: Option<std::sync::Arc<ledger_client::publisher::PublisherKeys>>,
     /// A version moves to `to` with fewer than `required` distinct approvers logged since
     /// its stage was last set.
     #[serde(default)]
@@ -110,7 +114,15 @@ fn default_presence_every() -> u64 {
 }
 
 impl Rule {
-    fn check(&self) -> Result<()> {
+    fn check(&mut self) -> Result<()> {
+        if let Some(keys) = &self.publisher_keys {
+            if keys.is_empty() {
+                bail!("rule {:?}: publisher_keys lists no key", self.name);
+            }
+            let parsed = ledger_client::publisher::PublisherKeys::parse(keys)
+                .with_context(|| format!("rule {:?}", self.name))?;
+            self.trusted = Some(std::sync::Arc::new(parsed));
+        }
         let n = [
             self.new_version.is_some(),
             self.tombstone,
@@ -234,7 +246,7 @@ impl Config {
             }
             w.url = w.url.trim_end_matches('/').to_string();
         }
-        for r in &c.rules {
+        for r in &mut c.rules {
             r.check()?;
         }
         if let Some(b) = &mut c.blobs {

@@ -16,8 +16,8 @@ pub enum Fact {
         digest: Digest,
         size: u64,
         publisher: String,
-        /// The publisher signature's key id, if signed.
-        keyid: Option<String>,
+        /// The event itself, for publisher signature checks.
+        event: Box<ledger_client::event::Published>,
     },
     Lifecycle {
         name: String,
@@ -88,12 +88,12 @@ fn event_time(e: &Event) -> u64 {
 fn fact(event: Event) -> Option<Fact> {
     match event {
         Event::Published(p) => Some(Fact::Published {
-            name: p.name,
-            version: p.version,
+            name: p.name.clone(),
+            version: p.version.clone(),
             digest: p.digest,
             size: p.size,
-            publisher: p.actor,
-            keyid: p.sig.map(|s| s.keyid),
+            publisher: p.actor.clone(),
+            event: Box::new(p),
         }),
         Event::Lifecycle(l) => Some(Fact::Lifecycle {
             name: l.name,

@@ -512,7 +512,7 @@ impl Follower {
                 digest,
                 size,
                 publisher,
-                keyid,
+                event,
             } => {
                 self.versions.insert_new(
                     facts::key(name, version),
@@ -532,11 +532,10 @@ impl Follower {
                             ));
                         }
                     }
-                    if let Some(keys) = &r.publisher_keys {
-                        match keyid {
-                            Some(k) if keys.contains(k) => {}
-                            Some(k) => matched.push((r.name.clone(), format!("{name}@{version} is signed by key {k:?}, not a known publisher key"))),
-                            None => matched.push((r.name.clone(), format!("{name}@{version} was published unsigned"))),
+                    if let Some(keys) = &r.trusted {
+                        match keys.check(event) {
+                            ledger_client::publisher::Verdict::Signed(_) => {}
+                            v => matched.push((r.name.clone(), format!("{name}@{version} is {v}"))),
                         }
                     }
                 }

@@ -981,3 +981,67 @@ fn bad_input_is_refused_before_anything_is_sent_and_a_dead_server_is_exit_3() {
         2,
     );
 }
+
+#[test]
+fn push_signs_with_a_publisher_key_and_the_logged_signature_verifies_offline() {
+    let env = start();
+    let file = env.path("model.bin");
+    random_file(&file, 300_000, 7);
+    let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
+    let key_file = env.path("release.key");
+    std::fs::write(&key_file, &skey).unwrap();
+
+    let j = ok_json(&push_args(
+        &env,
+        &file,
+        "acme/signed",
+        "1",
+        "model",
+        &["--sign-key", s(&key_file), "--vkey", env.vkey()],
+    ));
+    let keyid = vkey.splitn(3, '+').take(2).collect::<Vec<_>>().join("+");
+    assert_eq!(j["signed_by"], keyid.as_str(), "{j}");
+    // The event, as proven in the log, carries a signature the publisher's vkey verifies.
+    let event: ledger_client::event::Event = serde_json::from_value(j["event"].clone()).unwrap();
+    let ledger_client::event::Event::Published(p) = event else {
+        panic!("{j}")
+    };
+    let keys = ledger_client::publisher::PublisherKeys::parse(&[&vkey]).unwrap();
+    assert_eq!(
+        keys.check(&p),
+        ledger_client::publisher::Verdict::Signed(keyid.clone())
+    );
+
+    // Unsigned push of other bytes: no signature, and the trusted keys say so.
+    let other = env.path("other.bin");
+    random_file(&other, 1000, 8);
+    let j = ok_json(&push_args(&env, &other, "acme/signed", "2", "model", &[]));
+    assert_eq!(j["signed_by"], Value::Null, "{j}");
+
+    // A key file that is not a key: refused before any byte is sent (exit 2).
+    let bad = env.path("bad.key");
+    std::fs::write(&bad, "PRIVATE+KEY+nonsense").unwrap();
+    let third = env.path("third.bin");
+    random_file(&third, 1000, 9);
+    let r = ledgerctl(&push_args(
+        &env,
+        &third,
+        "acme/signed",
+        "3",
+        "model",
+        &["--sign-key", s(&bad)],
+    ));
+    expect(&r, 2);
+    assert!(r.stderr.contains("bad.key"), "{}", r.stderr);
+    let r = ledgerctl(&[
+        "--json",
+        "show",
+        "--server",
+        env.server(),
+        "--name",
+        "acme/signed",
+        "--version",
+        "3",
+    ]);
+    assert_ne!(r.code, 0, "nothing was published: {}", r.stdout);
+}

@@ -292,6 +292,10 @@ fn a_bad_configuration_or_a_damaged_state_file_is_refused_with_a_clear_error() {
             r#"{"state_dir": "s", "logs": [], "blobs": {"url": "http://x", "per_round": 3}}"#,
             "unknown field `per_round`",
         ),
+        (
+            r#"{"state_dir": "s", "logs": [], "rules": [{"name": "keys", "publisher_keys": ["release-2026"]}]}"#,
+            "rule \"keys\": publisher key",
+        ),
     ] {
         let p = dir.path().join("bad.json");
         std::fs::write(&p, bad).unwrap();
@@ -433,6 +437,51 @@ fn publish(l: &Ledger, name: &str, version: &str, kind: &str, bytes: &[u8]) -> S
     d
 }
 
+/// Publishes a model signed with `skey` (ledger_client::publisher); with `claim`, the
+/// signature is made with `skey` but names `claim`'s key: a forgery.
+fn publish_signed(
+    l: &Ledger,
+    name: &str,
+    version: &str,
+    bytes: &[u8],
+    skey: &str,
+    claim: Option<&str>,
+) {
+    use ledger_client::event::{Kind, Published};
+    let d = ledger_client::digest::Digest::of(bytes);
+    let r = post(
+        &agent(),
+        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
+        "application/octet-stream",
+        bytes,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let p = Published {
+        name: name.into(),
+        version: version.into(),
+        kind: Kind::Model,
+        digest: d,
+        size: bytes.len() as u64,
+        media_type: "application/octet-stream".into(),
+        meta_digest: None,
+        meta: None,
+        actor: "ci".into(),
+        sig: None,
+        time: 0,
+    };
+    let mut sig = ledger_client::publisher::sign(skey, &p).unwrap();
+    if let Some(c) = claim {
+        sig.keyid = ledger_client::publisher::sign(c, &p).unwrap().keyid;
+    }
+    registry(
+        l,
+        "publish",
+        serde_json::json!({"name": name, "version": version, "kind": "model",
+            "digest": d.to_string(), "actor": "ci", "sig": sig}),
+    );
+}
+
 /// The blob store's file holding `bytes` (content-addressed: found by its hex digest).
 fn blob_file(data: &Path, digest: &str) -> std::path::PathBuf {
     let hex = digest.trim_start_matches("sha256:");
@@ -459,6 +508,11 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
     let m2 = publish(&l, "models/m", "2", "model", b"weights two");
     publish(&l, "datasets/d", "1", "dataset", b"rows");
     let m3 = publish(&l, "models/m", "3", "model", b"weights three");
+    // Publisher signatures: one good, one forged under the trusted key's id.
+    let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
+    let (other, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
+    publish_signed(&l, "models/m", "4", b"weights four", &skey, None);
+    publish_signed(&l, "models/m", "5", b"weights five", &other, Some(&skey));
     for to in ["approved", "released"] {
         registry(
             &l,
@@ -476,7 +530,7 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
     let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     c["rules"] = serde_json::json!([
         {"name": "new-model", "new_version": "models/*"},
-        {"name": "signed-releases", "publisher_keys": ["release-2026"]},
+        {"name": "signed-releases", "publisher_keys": [vkey]},
         {"name": "two-eyes", "approvals": {"to": "released", "required": 1}},
         {"name": "purges", "tombstone": true}
     ]);
@@ -492,11 +546,24 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
             .filter(|a| a["kind"] == "rule" && a["evidence"]["rule"] == rule)
             .count()
     };
-    assert_eq!(fired(&alerts, "new-model"), 3, "{:?}", kinds(&alerts));
-    assert_eq!(fired(&alerts, "signed-releases"), 4, "{:?}", kinds(&alerts));
+    assert_eq!(fired(&alerts, "new-model"), 5, "{:?}", kinds(&alerts));
+    // Four unsigned, one forged; m@4's signature holds.
+    assert_eq!(fired(&alerts, "signed-releases"), 5, "{:?}", kinds(&alerts));
+    let says = |needle: &str| {
+        alerts
+            .iter()
+            .any(|a| a["message"].as_str().unwrap().contains(needle))
+    };
+    assert!(
+        says("models/m@5 is signed, but its signature by trusted key release.example/ci+"),
+        "{:?}",
+        kinds(&alerts)
+    );
+    assert!(says("models/m@1 is unsigned"), "{:?}", kinds(&alerts));
+    assert!(!says("models/m@4 is"), "{:?}", kinds(&alerts));
     assert_eq!(fired(&alerts, "two-eyes"), 1, "{:?}", kinds(&alerts));
     assert_eq!(fired(&alerts, "purges"), 1, "{:?}", kinds(&alerts));
-    assert_eq!(alerts.len(), 9, "{:?}", kinds(&alerts));
+    assert_eq!(alerts.len(), 12, "{:?}", kinds(&alerts));
 
     // Then the store loses one model's bytes, corrupts another's, and cuts a third short.
     std::fs::remove_file(blob_file(&data, &m1)).unwrap();

@@ -118,6 +118,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK,
           value_parser = clap::value_parser!(u64).range(1..))]
     chunk_size: u64,
+    /// Sign the publication with this publisher key (a signed-note private key file, as
+    /// `ledger keygen` writes; specs/entries.md, "Publisher signatures"). The signature
+    /// covers --actor, which must be the identity the ledger records.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     #[command(flatten)]
     check: CheckArgs,
 }
@@ -1271,7 +1276,7 @@ pub fn push(a: PushArgs, timeout: Duration, quiet: bool) -> Result<Output> {
     check_repository_name(&a.name)?;
     check_field("--version", event::validate_version(&a.version))?;
     let meta = parse_meta(&a.meta)?;
-    Event::Published(Published {
+    let mut unsigned = Published {
         name: a.name.clone(),
         version: a.version.clone(),
         kind: a.kind,
@@ -1283,9 +1288,23 @@ pub fn push(a: PushArgs, timeout: Duration, quiet: bool) -> Result<Output> {
         actor: a.actor.clone(),
         sig: None,
         time: 0,
-    })
-    .validate()
-    .map_err(|e| Failure::input(format!("cannot publish this: {e}")))?;
+    };
+    Event::Published(unsigned.clone())
+        .validate()
+        .map_err(|e| Failure::input(format!("cannot publish this: {e}")))?;
+    // Read and tried before any byte is sent, so a bad key costs nothing.
+    let sign_key = match &a.sign_key {
+        Some(path) => {
+            let raw = crate::read_input(&path.to_string_lossy(), 16 * 1024, "signing key")?;
+            let key = String::from_utf8(raw).map_err(|_| {
+                Failure::input(format!("signing key {} is not UTF-8", path.display()))
+            })?;
+            ledger_client::publisher::sign(&key, &unsigned)
+                .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+            Some(key)
+        }
+        None => None,
+    };
     let verifier = Verifier::new(&a.check)?;
     let server = Server::new(&a.server.server, timeout)?;
 
@@ -1361,6 +1380,16 @@ pub fn push(a: PushArgs, timeout: Duration, quiet: bool) -> Result<Output> {
     if let Some(m) = &meta {
         body["meta"] = json!(m);
     }
+    let signature = match &sign_key {
+        Some(key) => {
+            (unsigned.digest, unsigned.size) = (digest, size);
+            let sig = ledger_client::publisher::sign(key, &unsigned)
+                .map_err(|e| Failure::input(e.to_string()))?;
+            body["sig"] = json!(sig);
+            Some(sig)
+        }
+        None => None,
+    };
     let receipt: Receipt = server.post_json("/registry/v1/publish", &body)?;
     let checked = verifier.check(&server, &receipt)?;
     match &checked.event {
@@ -1377,12 +1406,32 @@ pub fn push(a: PushArgs, timeout: Duration, quiet: bool) -> Result<Output> {
         }
     }
     note_unverified(&checked);
+    let logged_sig = match &checked.event {
+        Event::Published(p) => p.sig.clone(),
+        _ => None,
+    };
+    // A new publication carries the signature sent; an earlier one keeps its own.
+    let signed = match (&signature, &logged_sig) {
+        (Some(ours), Some(logged)) if ours == logged => format!("; signed by {}", ours.keyid),
+        (Some(_), _) if !checked.existing => {
+            return Err(Failure::verification(
+                "the ledger logged the publication without the signature sent".to_string(),
+            ))
+        }
+        (Some(_), Some(logged)) => format!(
+            "; the earlier publication is signed by {}, not with this key",
+            logged.keyid
+        ),
+        (Some(_), None) => "; the earlier publication is unsigned".to_string(),
+        (None, _) => String::new(),
+    };
 
     let mut j = checked.json();
     j["name"] = json!(a.name);
     j["version"] = json!(a.version);
     j["digest"] = json!(digest);
     j["size"] = json!(size);
+    j["signed_by"] = json!(logged_sig.map(|s| s.keyid));
     j["uploaded"] = json!(upload.uploaded);
     j["uploaded_bytes"] = json!(upload.sent);
     j["resumed_from"] = json!(upload.resumed_from);
@@ -1393,7 +1442,7 @@ pub fn push(a: PushArgs, timeout: Duration, quiet: bool) -> Result<Output> {
     };
     Ok(Output {
         human: format!(
-            "{} {}@{} {digest} ({size} bytes; {how}) at index {}; {}",
+            "{} {}@{} {digest} ({size} bytes; {how}{signed}) at index {}; {}",
             if checked.existing {
                 "already published:"
             } else {
