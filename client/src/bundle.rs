@@ -69,6 +69,9 @@ pub enum Failure {
     Inclusion,
     /// The version's state as of the checkpoint is not acceptable (stage, tombstone).
     State,
+    /// The publication is not signed by a trusted publisher key (unsigned, another key,
+    /// or a signature that does not hold).
+    Publisher,
 }
 
 impl Failure {
@@ -81,6 +84,7 @@ impl Failure {
             Failure::Timestamp => "timestamp",
             Failure::Inclusion => "not_in_log",
             Failure::State => "lifecycle_state",
+            Failure::Publisher => "publisher_signature",
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Requirements<'a> {
     pub allowed_stages: &'a [Stage],
     /// Oldest acceptable time-stamp: `(now, max age in seconds)`. Needs `tsa_roots`.
     pub max_age: Option<(i64, u64)>,
+    /// When given, the publication must carry a valid signature by one of these keys.
+    pub publishers: Option<&'a crate::publisher::PublisherKeys>,
 }
 
 /// What a verified bundle says.
@@ -124,6 +130,8 @@ pub struct Verified {
     pub timestamps: Vec<VerifiedTimestamp>,
     /// Index of the `published` entry.
     pub published_at: u64,
+    /// The trusted publisher key that signed the publication (with `publishers`).
+    pub signed_by: Option<String>,
 }
 
 impl Bundle {
@@ -358,6 +366,19 @@ pub fn verify(
             ),
         );
     }
+    // 5. Who published it, when the verifier names the publishers it trusts.
+    let signed_by = match req.publishers {
+        None => None,
+        Some(keys) => match keys.check(p) {
+            crate::publisher::Verdict::Signed(k) => Some(k),
+            v => {
+                return fail(
+                    Failure::Publisher,
+                    format!("the publication of {}@{} is {v}", p.name, p.version),
+                )
+            }
+        },
+    };
     Ok(Verified {
         digest: p.digest,
         size: p.size,
@@ -366,6 +387,7 @@ pub fn verify(
         timestamps,
         published_at: *first_index,
         checkpoint,
+        signed_by,
     })
 }
 

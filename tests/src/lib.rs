@@ -312,3 +312,50 @@ pub fn registry_write(l: &Ledger, what: &str, body: serde_json::Value) -> serde_
     assert_eq!(r.status, 201, "{what}: {}", r.text());
     r.json()
 }
+
+/// Publishes a model signed with `skey` (ledger_client::publisher); with `claim`, the
+/// signature is made with `skey` but names `claim`'s key: a forgery. Returns its index.
+pub fn publish_signed(
+    l: &Ledger,
+    name: &str,
+    version: &str,
+    bytes: &[u8],
+    skey: &str,
+    claim: Option<&str>,
+) -> u64 {
+    use ledger_client::event::{Kind, Published};
+    let d = ledger_client::digest::Digest::of(bytes);
+    let r = post(
+        &agent(),
+        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
+        "application/octet-stream",
+        bytes,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let p = Published {
+        name: name.into(),
+        version: version.into(),
+        kind: Kind::Model,
+        digest: d,
+        size: bytes.len() as u64,
+        media_type: "application/octet-stream".into(),
+        meta_digest: None,
+        meta: None,
+        actor: "ci".into(),
+        sig: None,
+        time: 0,
+    };
+    let mut sig = ledger_client::publisher::sign(skey, &p).unwrap();
+    if let Some(c) = claim {
+        sig.keyid = ledger_client::publisher::sign(c, &p).unwrap().keyid;
+    }
+    registry_write(
+        l,
+        "publish",
+        serde_json::json!({"name": name, "version": version, "kind": "model",
+            "digest": d.to_string(), "actor": "ci", "sig": sig}),
+    )["index"]
+        .as_u64()
+        .unwrap()
+}

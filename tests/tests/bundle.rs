@@ -88,9 +88,24 @@ fn a_ci_job_verifies_an_artifact_offline_and_each_failure_has_its_own_exit_code(
     )["index"]
         .as_u64()
         .unwrap();
-    attested(&l, approved.max(revoked));
+    // Version 3 is signed by the release key.
+    let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
+    let (_, other) = signed_note::generate_key(&mut rand::rngs::OsRng, "other.example/ci");
+    std::fs::write(d.join("release.vkey"), format!("{vkey}\n")).unwrap();
+    std::fs::write(d.join("other.vkey"), format!("{other}\n")).unwrap();
+    std::fs::write(d.join("v3.bin"), b"version 3").unwrap();
+    ledger_e2e::publish_signed(&l, "models/m", "3", b"version 3", &skey, None);
+    let approved3 = registry(
+        &l,
+        "lifecycle",
+        json!({"name": "models/m", "version": "3", "to": "approved", "actor": "reviewer"}),
+    )["index"]
+        .as_u64()
+        .unwrap();
+    attested(&l, approved.max(revoked).max(approved3));
     bundle(&l, d, "1", "m1.json");
     bundle(&l, d, "2", "m2.json");
+    bundle(&l, d, "3", "m3.json");
     drop(l); // everything below is offline
 
     let p = |f: &str| d.join(f).to_str().unwrap().to_string();
@@ -121,6 +136,34 @@ fn a_ci_job_verifies_an_artifact_offline_and_each_failure_has_its_own_exit_code(
     assert_eq!(code, 0);
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["stage"], "approved");
+
+    // 16: not signed by a trusted publisher key (unsigned, or another key's).
+    let (code, out, err) = verify(
+        "v3.bin",
+        "m3.json",
+        &["--publisher-key", &p("release.vkey")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("valid signature by release.example/ci+"),
+        "{out}"
+    );
+    let (code, _, err) = verify("v3.bin", "m3.json", &["--publisher-key", &p("other.vkey")]);
+    assert_eq!(code, 16, "{err}");
+    assert!(err.contains("not a trusted publisher key"), "{err}");
+    let (code, _, err) = verify(
+        "model.bin",
+        "m1.json",
+        &["--publisher-key", &p("release.vkey")],
+    );
+    assert_eq!(code, 16, "{err}");
+    assert!(err.contains("unsigned"), "{err}");
+    let (code, _, err) = verify(
+        "v3.bin",
+        "m3.json",
+        &["--publisher-key", &p("tsa-root.pem")],
+    );
+    assert_eq!(code, 2, "{err}");
 
     // 10: another file.
     std::fs::write(d.join("other.bin"), b"not the weights").unwrap();

@@ -437,51 +437,6 @@ fn publish(l: &Ledger, name: &str, version: &str, kind: &str, bytes: &[u8]) -> S
     d
 }
 
-/// Publishes a model signed with `skey` (ledger_client::publisher); with `claim`, the
-/// signature is made with `skey` but names `claim`'s key: a forgery.
-fn publish_signed(
-    l: &Ledger,
-    name: &str,
-    version: &str,
-    bytes: &[u8],
-    skey: &str,
-    claim: Option<&str>,
-) {
-    use ledger_client::event::{Kind, Published};
-    let d = ledger_client::digest::Digest::of(bytes);
-    let r = post(
-        &agent(),
-        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
-        "application/octet-stream",
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    let p = Published {
-        name: name.into(),
-        version: version.into(),
-        kind: Kind::Model,
-        digest: d,
-        size: bytes.len() as u64,
-        media_type: "application/octet-stream".into(),
-        meta_digest: None,
-        meta: None,
-        actor: "ci".into(),
-        sig: None,
-        time: 0,
-    };
-    let mut sig = ledger_client::publisher::sign(skey, &p).unwrap();
-    if let Some(c) = claim {
-        sig.keyid = ledger_client::publisher::sign(c, &p).unwrap().keyid;
-    }
-    registry(
-        l,
-        "publish",
-        serde_json::json!({"name": name, "version": version, "kind": "model",
-            "digest": d.to_string(), "actor": "ci", "sig": sig}),
-    );
-}
-
 /// The blob store's file holding `bytes` (content-addressed: found by its hex digest).
 fn blob_file(data: &Path, digest: &str) -> std::path::PathBuf {
     let hex = digest.trim_start_matches("sha256:");
@@ -511,8 +466,8 @@ fn rules_fire_on_the_events_they_name_and_blob_checks_find_missing_and_corrupt_b
     // Publisher signatures: one good, one forged under the trusted key's id.
     let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
     let (other, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
-    publish_signed(&l, "models/m", "4", b"weights four", &skey, None);
-    publish_signed(&l, "models/m", "5", b"weights five", &other, Some(&skey));
+    ledger_e2e::publish_signed(&l, "models/m", "4", b"weights four", &skey, None);
+    ledger_e2e::publish_signed(&l, "models/m", "5", b"weights five", &other, Some(&skey));
     for to in ["approved", "released"] {
         registry(
             &l,

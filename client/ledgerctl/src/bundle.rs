@@ -151,6 +151,7 @@ pub fn make(a: BundleArgs, timeout: Duration) -> Result<Output> {
             tsa_roots: None,
             allowed_stages: all_stages,
             max_age: None,
+            publishers: None,
         },
     )
     .map_err(|e| Failure::server(format!("the fetched bundle does not verify: {e}")))?;
@@ -207,6 +208,7 @@ pub fn exit_code(c: Check) -> u8 {
         Check::Timestamp => 13,
         Check::Inclusion => 14,
         Check::State => 15,
+        Check::Publisher => 16,
     }
 }
 
@@ -239,6 +241,8 @@ pub struct VerifyBundle<'a> {
     pub loaded: &'a crate::attest::Loaded,
     pub stages: Vec<Stage>,
     pub max_age: Option<u64>,
+    /// Publisher vkey files; when any, the publication must be signed by one of them.
+    pub publisher_keys: &'a [PathBuf],
 }
 
 pub fn verify(v: VerifyBundle<'_>) -> Result<Output> {
@@ -250,6 +254,19 @@ pub fn verify(v: VerifyBundle<'_>) -> Result<Output> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let publishers = if v.publisher_keys.is_empty() {
+        None
+    } else {
+        let mut vkeys = vec![];
+        for path in v.publisher_keys {
+            let text = read_input(&path.to_string_lossy(), 16 * 1024, "publisher key")?;
+            vkeys.push(String::from_utf8_lossy(&text).trim().to_string());
+        }
+        Some(
+            ledger_client::publisher::PublisherKeys::parse(&vkeys)
+                .map_err(|e| Failure::input(e.to_string()))?,
+        )
+    };
     let ok = bundle::verify(
         &b,
         &digest,
@@ -260,6 +277,7 @@ pub fn verify(v: VerifyBundle<'_>) -> Result<Output> {
             tsa_roots: v.loaded.roots.as_ref(),
             allowed_stages: &v.stages,
             max_age: v.max_age.map(|m| (now, m)),
+            publishers: publishers.as_ref(),
         },
     )
     .map_err(code)?;
@@ -277,6 +295,9 @@ pub fn verify(v: VerifyBundle<'_>) -> Result<Output> {
     if !names.is_empty() {
         human.push_str(&format!("; cosigned by {}", names.join(", ")));
     }
+    if let Some(k) = &ok.signed_by {
+        human.push_str(&format!("; published with a valid signature by {k}"));
+    }
     for t in &ok.timestamps {
         human.push_str(&format!(
             "; time-stamped {} by {}",
@@ -289,7 +310,7 @@ pub fn verify(v: VerifyBundle<'_>) -> Result<Output> {
             "verified": true, "name": b.name, "version": b.version,
             "digest": ok.digest.to_string(), "stage": ok.stage.to_string(),
             "tree_size": ok.checkpoint.size, "published_at": ok.published_at,
-            "cosigners": names,
+            "cosigners": names, "signed_by": ok.signed_by,
             "timestamps": ok.timestamps.iter().map(|t| t.gen_time_rfc3339.clone()).collect::<Vec<_>>(),
         }),
     })

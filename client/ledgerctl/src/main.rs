@@ -213,7 +213,8 @@ struct VerifyArgs {
     proof: Option<String>,
     /// An artifact verification bundle (`ledgerctl bundle`), with --artifact: exit 10 the
     /// file is not the logged one, 11 log signature, 12 witness quorum, 13 time-stamp (or
-    /// too old), 14 not in the log, 15 lifecycle state not allowed, 2 unusable input.
+    /// too old), 14 not in the log, 15 lifecycle state not allowed, 16 not signed by a
+    /// --publisher-key, 2 unusable input.
     #[arg(long, value_name = "FILE", requires = "artifact")]
     bundle: Option<String>,
     /// The artifact file a bundle is about.
@@ -230,6 +231,10 @@ struct VerifyArgs {
     /// With --bundle: the newest time-stamp must be at most this old (needs --tsa-roots).
     #[arg(long, value_name = "SECS", requires = "bundle")]
     max_age: Option<u64>,
+    /// With --bundle: a trusted publisher's vkey file (repeatable); the publication must
+    /// carry a valid signature by one of them (specs/entries.md, "Publisher signatures").
+    #[arg(long = "publisher-key", value_name = "FILE", requires = "bundle")]
+    publisher_keys: Vec<PathBuf>,
     /// The entry the proof is about ("-" for stdin).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["leaf_hash", "bundle"])]
     entry: Option<String>,
@@ -1048,6 +1053,7 @@ fn verify(a: VerifyArgs) -> Result<Output> {
             loaded: &required,
             stages,
             max_age: a.max_age,
+            publisher_keys: &a.publisher_keys,
         });
     }
     let proof_file = a.proof.clone().ok_or_else(|| {
