@@ -162,15 +162,17 @@ impl BlobStore for FsStore {
 /// attestations) through the page cache, where the ones read often stay.
 const DIRECT_READ_MIN: u64 = 8 << 20;
 
-/// Buffers a reader thread reads into: chunks in flight to the consumer, at most.
+/// Buffers a reader reads into: chunks in flight to the consumer, at most.
 const READ_BUFFERS: usize = 4;
+/// Reads a reader keeps in flight.
+const READ_DEPTH: usize = 2;
 
 /// A chunk of a file read into a pooled buffer; dropping it hands the buffer back to its
-/// reader thread.
+/// reader.
 struct Pooled {
     buf: Vec<u8>,
     at: Range<usize>,
-    back: std::sync::mpsc::Sender<Vec<u8>>,
+    back: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl AsRef<[u8]> for Pooled {
@@ -185,65 +187,106 @@ impl Drop for Pooled {
     }
 }
 
-/// Streams `range` of the file at `path` (all of it by default) from a blocking thread of
-/// its own that reads up to [`READ_BUFFERS`] chunks ahead, so the disk works while the
-/// consumer hashes and sends. The thread stops when the stream is dropped.
+/// Streams `range` of the file at `path` (all of it by default), read up to
+/// [`READ_BUFFERS`] chunks ahead of the consumer, so the disk works while the consumer
+/// hashes and sends. Each read runs on the blocking pool; between reads the reader is a
+/// task, so a slow client holds no thread. It stops when the stream is dropped.
 ///
 /// With `try_direct`, where the file system allows, it reads with O_DIRECT, at aligned
 /// offsets into aligned buffers that are reused: a blob just uploaded is not in the page
 /// cache (its writes bypassed it), and reading a cold 4 GiB file here ran at 0.6 GB/s
-/// through the page cache against 1.4–2.5 GB/s direct (BENCHMARKS.md).
+/// through the page cache against 1.4–2.5 GB/s direct (BENCHMARKS.md). Reusing buffers
+/// matters too: reading into a fresh allocation per chunk ran at half the speed.
 fn read_ahead(path: PathBuf, range: Option<Range<u64>>, try_direct: bool) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_BUFFERS);
-    tokio::task::spawn_blocking(move || {
-        let fail = |e: io::Error| {
-            let _ = tx.blocking_send(Err(e));
-        };
-        let (file, mut direct) = match direct::open_read(&path, try_direct) {
+    tokio::spawn(async move {
+        let joined = |e: tokio::task::JoinError| io::Error::other(e.to_string());
+        let opened = tokio::task::spawn_blocking(move || {
+            let (file, direct) = direct::open_read(&path, try_direct)?;
+            advise_sequential(&file);
+            Ok::<_, io::Error>((file, direct))
+        })
+        .await
+        .map_err(joined)
+        .and_then(|r| r);
+        let (file, mut direct) = match opened {
             Ok(f) => f,
-            Err(e) => return fail(e),
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         };
-        advise_sequential(&file);
+        let file = Arc::new(file);
         let (start, end) = range.map_or((0, u64::MAX), |r| (r.start, r.end));
-        // Direct reads start at an aligned offset; the bytes before `start` are skipped.
-        let mut pos = start - start % direct::ALIGN as u64;
-        let mut skip = (start - pos) as usize;
-        let mut left = end.saturating_sub(start);
-        let (back, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        if start >= end {
+            return;
+        }
+        // Direct reads start at an aligned offset; bytes outside [start, end) are cut off.
+        let mut next = start - start % direct::ALIGN as u64;
+        let (back, mut free) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let mut fresh = READ_BUFFERS;
-        while left > 0 {
-            let mut buf = if fresh > 0 {
-                fresh -= 1;
-                vec![0u8; READ_CHUNK + direct::ALIGN]
-            } else {
-                // Wait for the consumer to finish with a chunk; a consumer gone away
-                // (the stream dropped) ends the thread even if a chunk is still held.
-                loop {
-                    match free.recv_timeout(std::time::Duration::from_secs(1)) {
-                        Ok(b) => break b,
-                        Err(_) if tx.is_closed() => return,
-                        Err(_) => {}
+        // Reads in flight while a chunk is handed over, so the disk never waits for the
+        // consumer's turn (direct reads get no kernel readahead).
+        let mut reads = std::collections::VecDeque::new();
+        let mut at_end = false;
+        loop {
+            while !at_end && reads.len() < READ_DEPTH && next < end {
+                let buf = if fresh > 0 {
+                    fresh -= 1;
+                    vec![0u8; READ_CHUNK + direct::ALIGN]
+                } else if let Ok(b) = free.try_recv() {
+                    b
+                } else if !reads.is_empty() {
+                    break;
+                } else {
+                    // Every buffer is with the consumer: one comes back when it is done.
+                    tokio::select! {
+                        b = free.recv() => match b { Some(b) => b, None => return },
+                        _ = tx.closed() => return,
                     }
+                };
+                let (f, offset, d) = (file.clone(), next, direct);
+                reads.push_back(tokio::task::spawn_blocking(move || {
+                    let (mut buf, mut d) = (buf, d);
+                    let base = buf.as_ptr().align_offset(direct::ALIGN);
+                    let r = direct::read_at(&f, &mut buf[base..base + READ_CHUNK], offset, &mut d);
+                    (buf, base, offset, r, d)
+                }));
+                next += READ_CHUNK as u64;
+            }
+            let Some(read) = reads.pop_front() else {
+                return;
+            };
+            let (buf, base, offset, n) = match read.await {
+                Ok((buf, base, offset, Ok(n), d)) => {
+                    direct &= d;
+                    (buf, base, offset, n)
+                }
+                Ok((_, _, _, Err(e), _)) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(joined(e))).await;
+                    return;
                 }
             };
-            let base = buf.as_ptr().align_offset(direct::ALIGN);
-            let n =
-                match direct::read_at(&file, &mut buf[base..base + READ_CHUNK], pos, &mut direct) {
-                    Ok(n) => n,
-                    Err(e) => return fail(e),
-                };
-            if n <= skip {
-                return; // the end of the file
+            // A short read is the end of the file; reads queued past it find nothing.
+            if n < READ_CHUNK {
+                at_end = true;
+                reads.clear();
             }
-            let take = ((n - skip) as u64).min(left) as usize;
-            let at = base + skip..base + skip + take;
-            (pos, skip, left) = (pos + n as u64, 0, left - take as u64);
+            let from = start.max(offset) - offset;
+            let to = end.min(offset + n as u64).saturating_sub(offset);
+            if from >= to {
+                return;
+            }
             let chunk = Bytes::from_owner(Pooled {
                 buf,
-                at,
+                at: base + from as usize..base + to as usize,
                 back: back.clone(),
             });
-            if tx.blocking_send(Ok(chunk)).is_err() || n < READ_CHUNK {
+            if tx.send(Ok(chunk)).await.is_err() || (at_end && reads.is_empty()) {
                 return;
             }
         }
