@@ -990,6 +990,20 @@ fn push_signs_with_a_publisher_key_and_the_logged_signature_verifies_offline() {
     let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "release.example/ci");
     let key_file = env.path("release.key");
     std::fs::write(&key_file, &skey).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // Readable by others: refused before anything is sent.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = ledgerctl(&push_args(
+        &env,
+        &file,
+        "acme/signed",
+        "1",
+        "model",
+        &["--sign-key", s(&key_file)],
+    ));
+    expect(&r, 2);
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let j = ok_json(&push_args(
         &env,
@@ -1021,6 +1035,7 @@ fn push_signs_with_a_publisher_key_and_the_logged_signature_verifies_offline() {
     // A key file that is not a key: refused before any byte is sent (exit 2).
     let bad = env.path("bad.key");
     std::fs::write(&bad, "PRIVATE+KEY+nonsense").unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
     let third = env.path("third.bin");
     random_file(&third, 1000, 9);
     let r = ledgerctl(&push_args(

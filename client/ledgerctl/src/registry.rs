@@ -1295,6 +1295,23 @@ pub fn push(a: PushArgs, timeout: Duration, quiet: bool) -> Result<Output> {
     // Read and tried before any byte is sent, so a bad key costs nothing.
     let sign_key = match &a.sign_key {
         Some(path) => {
+            // A private key others can read is not private: refused, as the ledger
+            // refuses its own.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(path)
+                    .map_err(|e| Failure::input(format!("signing key {}: {e}", path.display())))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(Failure::input(format!(
+                        "signing key {} has mode {:o}; it must not be readable by group or others (chmod 600)",
+                        path.display(),
+                        mode & 0o777
+                    )));
+                }
+            }
             let raw = crate::read_input(&path.to_string_lossy(), 16 * 1024, "signing key")?;
             let key = String::from_utf8(raw).map_err(|_| {
                 Failure::input(format!("signing key {} is not UTF-8", path.display()))
