@@ -27,6 +27,12 @@ pub trait Sink {
     fn metrics(&self) -> &crate::metrics::Metrics;
 }
 
+/// Where the ledger serves the blob of version `key` (`name@version`): the OCI blob path.
+fn blob_url(b: &BlobCheck, key: &str, digest: &ledger_client::digest::Digest) -> String {
+    let name = key.rsplit_once('@').map_or(key, |(n, _)| n);
+    format!("{}/v2/{name}/blobs/{digest}", b.url)
+}
+
 /// GETs every URL on up to [`pipeline::FETCHERS`] threads; answers in the order asked.
 fn fetch_all(agent: &Http, urls: &[&str], limit: usize) -> Vec<Result<Vec<u8>, FetchError>> {
     pipeline::par_map(urls, |url| get(agent, url, limit))
@@ -646,13 +652,11 @@ impl Follower {
             .into_iter()
             .map(|(k, v)| (k.clone(), v.digest, v.size))
             .collect();
-        let url = |key: &str, digest: &ledger_client::digest::Digest| {
-            let name = key.rsplit_once('@').map_or(key, |(n, _)| n);
-            format!("{}/v2/{name}/blobs/{digest}", b.url)
-        };
-        let found = pipeline::par_map(&live, |(key, digest, _)| {
-            crate::fetch::head_size(&self.agent, &url(key, digest))
-        });
+        let urls: Vec<String> = live
+            .iter()
+            .map(|(key, digest, _)| blob_url(b, key, digest))
+            .collect();
+        let found = pipeline::par_map(&urls, |url| crate::fetch::head_size(&self.agent, url));
         sink.metrics()
             .blobs_checked
             .get_or_create(&crate::metrics::CheckLabel {
@@ -660,8 +664,7 @@ impl Follower {
                 check: "presence".into(),
             })
             .inc_by(live.len() as u64);
-        for ((key, digest, size), found) in live.into_iter().zip(found) {
-            let url = url(&key, &digest);
+        for (((key, digest, size), found), url) in live.into_iter().zip(found).zip(urls) {
             let evidence = json!({"artifact": key, "digest": digest.to_string(), "url": url});
             match found.map_err(Stop::Fetch)? {
                 None => self.raise(
@@ -705,8 +708,7 @@ impl Follower {
             return Ok(());
         }
         for (key, digest) in picked {
-            let name = key.rsplit_once('@').map_or(key.as_str(), |(n, _)| n);
-            let url = format!("{}/v2/{name}/blobs/{digest}", b.url);
+            let url = blob_url(b, &key, &digest);
             let outcome = crate::fetch::hash_blob(&self.blob_agent, &url);
             let evidence = json!({"artifact": key, "digest": digest.to_string(), "url": url});
             match outcome {

@@ -313,6 +313,20 @@ pub fn registry_write(l: &Ledger, what: &str, body: serde_json::Value) -> serde_
     r.json()
 }
 
+/// Uploads `bytes` as a blob of repository `name` (monolithic, `?digest=`); 201 expected.
+pub fn upload_blob(l: &Ledger, name: &str, bytes: &[u8]) -> ledger_client::digest::Digest {
+    let d = ledger_client::digest::Digest::of(bytes);
+    let r = post(
+        &agent(),
+        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
+        "application/octet-stream",
+        bytes,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    d
+}
+
 /// Publishes a model signed with `skey` (ledger_client::publisher); with `claim`, the
 /// signature is made with `skey` but names `claim`'s key: a forgery. Returns its index.
 pub fn publish_signed(
@@ -324,15 +338,7 @@ pub fn publish_signed(
     claim: Option<&str>,
 ) -> u64 {
     use ledger_client::event::{Kind, Published};
-    let d = ledger_client::digest::Digest::of(bytes);
-    let r = post(
-        &agent(),
-        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
-        "application/octet-stream",
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    let d = upload_blob(l, name, bytes);
     let p = Published {
         name: name.into(),
         version: version.into(),

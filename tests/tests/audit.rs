@@ -11,15 +11,7 @@ use ledger_e2e::ledgerctl;
 use ledger_e2e::registry_write as registry;
 
 fn publish(l: &Ledger, name: &str, version: &str, bytes: &[u8]) -> serde_json::Value {
-    let d = ledger_client::digest::Digest::of(bytes).to_string();
-    let r = post(
-        &agent(),
-        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
-        "application/octet-stream",
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    let d = ledger_e2e::upload_blob(l, name, bytes).to_string();
     registry(
         l,
         "publish",

@@ -3,7 +3,7 @@
 //! verify --artifact --bundle` checks it offline, with one exit code per failed check.
 
 use ledger_client::bundle::Bundle;
-use ledger_e2e::{agent, post, Ledger};
+use ledger_e2e::{agent, Ledger};
 use serde_json::json;
 use std::path::Path;
 
@@ -12,15 +12,7 @@ use ledger_e2e::ledgerctl;
 use ledger_e2e::registry_write as registry;
 
 fn publish(l: &Ledger, version: &str, bytes: &[u8]) -> u64 {
-    let d = ledger_client::digest::Digest::of(bytes).to_string();
-    let r = post(
-        &agent(),
-        &l.url(&format!("/v2/models/m/blobs/uploads/?digest={d}")),
-        "application/octet-stream",
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    let d = ledger_e2e::upload_blob(l, "models/m", bytes).to_string();
     registry(
         l,
         "publish",

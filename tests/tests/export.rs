@@ -16,15 +16,7 @@ fn registry(l: &Ledger, what: &str, body: serde_json::Value) -> u64 {
 }
 
 fn publish(l: &Ledger, version: &str, bytes: &[u8]) -> u64 {
-    let d = ledger_client::digest::Digest::of(bytes).to_string();
-    let r = post(
-        &agent(),
-        &l.url(&format!("/v2/models/m/blobs/uploads/?digest={d}")),
-        "application/octet-stream",
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    let d = ledger_e2e::upload_blob(l, "models/m", bytes).to_string();
     registry(
         l,
         "publish",

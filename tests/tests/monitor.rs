@@ -369,23 +369,7 @@ fn alerts_reach_a_webhook_that_fails_at_first_and_show_in_the_metrics() {
     c["interval_ms"] = serde_json::json!(200);
     std::fs::write(&cfg, c.to_string()).unwrap();
 
-    let mut child = Command::new(binary("ledger-monitor"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let metrics_url = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(u) = line.strip_prefix("metrics on ") {
-            break u.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, metrics_url) = spawn_monitor(&cfg);
     // Delivered on the third attempt, once, although the monitor keeps polling.
     let a = alerts
         .recv_timeout(std::time::Duration::from_secs(60))
@@ -406,28 +390,35 @@ fn alerts_reach_a_webhook_that_fails_at_first_and_show_in_the_metrics() {
     assert!(m.contains("monitor_webhook_failures_total 0"), "{m}");
 }
 
+/// `ledger-monitor` running (not `--once`) with metrics on loopback: the child and its
+/// metrics URL. Its output is drained on a thread.
+fn spawn_monitor(cfg: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(binary("ledger-monitor"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let metrics_url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(u) = line.strip_prefix("metrics on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, metrics_url)
+}
+
 fn registry(l: &Ledger, what: &str, body: serde_json::Value) {
-    let r = ledger_e2e::request(
-        &agent(),
-        "POST",
-        &l.url(&format!("/registry/v1/{what}")),
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{what}: {}", r.text());
+    ledger_e2e::registry_write(l, what, body);
 }
 
 fn publish(l: &Ledger, name: &str, version: &str, kind: &str, bytes: &[u8]) -> String {
-    let d = ledger_client::digest::Digest::of(bytes).to_string();
-    let r = post(
-        &agent(),
-        &l.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")),
-        "application/octet-stream",
-        bytes,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    let d = ledger_e2e::upload_blob(l, name, bytes).to_string();
     let mut body = serde_json::json!({"name": name, "version": version, "kind": kind,
                                       "digest": d, "actor": "ci"});
     if kind == "dataset" {
@@ -652,23 +643,7 @@ fn blob_checks_run_on_their_schedule_not_every_round_and_rule_alerts_are_timed_f
         "rehash_every_seconds": 0, "presence_every_seconds": 3600});
     c["rules"] = serde_json::json!([{"name": "new-model", "new_version": "models/*"}]);
     std::fs::write(&cfg, c.to_string()).unwrap();
-    let mut child = Command::new(binary("ledger-monitor"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let metrics_url = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(u) = line.strip_prefix("metrics on ") {
-            break u.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, metrics_url) = spawn_monitor(&cfg);
     let checked = |check: &str| -> u64 {
         let m = ledger_e2e::get(&agent(), &metrics_url).unwrap().text();
         let prefix =
