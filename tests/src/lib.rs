@@ -2,6 +2,7 @@
 //! fresh data directory, and talks to it over HTTP.
 
 pub mod openssl_tsa;
+pub mod ports;
 pub mod seaweed;
 pub mod softhsm;
 pub mod witness;

@@ -6,7 +6,7 @@
 
 use ledger::blob::s3::S3Config;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,17 +89,10 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// `n` distinct free loopback ports. All listeners are held until every port is chosen, so
-/// the ports differ; another process could still take one before `weed` binds it, which
-/// `start` reports as a start-up failure with the log.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+/// Why a start attempt failed.
+struct StartFailure {
+    port_taken: bool,
+    message: String,
 }
 
 /// Free space SeaweedFS is told to keep (`-volume.minFreeSpace`) plus room for the tests.
@@ -132,6 +125,24 @@ impl SeaweedFs {
     /// identity, and creates the bucket. Panics (with the server's log) if it does not come
     /// up within [`START_TIMEOUT`].
     pub fn start() -> SeaweedFs {
+        // The ports are free when chosen, but another process may bind one before `weed`
+        // does; only that failure is worth a second try, on new ports.
+        const ATTEMPTS: usize = 3;
+        for attempt in 1.. {
+            match Self::try_start() {
+                Ok(sw) => return sw,
+                Err(failure) if attempt < ATTEMPTS && failure.port_taken => {
+                    eprintln!(
+                        "SeaweedFS start {attempt}: a port was taken meanwhile; again on new ports"
+                    );
+                }
+                Err(failure) => panic!("{}", failure.message),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start() -> Result<SeaweedFs, StartFailure> {
         let weed = weed_binary();
         let dir = tempfile::Builder::new()
             .prefix("seaweed")
@@ -155,7 +166,7 @@ impl SeaweedFs {
         let s3_config = dir.path().join("s3.json");
         std::fs::write(&s3_config, identities.to_string()).expect("write s3.json");
 
-        let p = free_ports(8);
+        let p = crate::ports::unused_loopback_ports(8);
         let (master, master_grpc, volume, volume_grpc) = (p[0], p[1], p[2], p[3]);
         let (filer, filer_grpc, s3, s3_grpc) = (p[4], p[5], p[6], p[7]);
         let log_path = dir.path().join("weed.log");
@@ -224,44 +235,51 @@ impl SeaweedFs {
         let deadline = Instant::now() + START_TIMEOUT;
         sw.wait_for(deadline, "the S3 port to accept connections", |_| {
             TcpStream::connect(("127.0.0.1", s3)).is_ok().then_some(())
-        });
+        })?;
         // The gateway accepts connections before it can create buckets (it needs the filer
         // and a writable volume), so bucket creation is retried.
         sw.wait_for(deadline, "the bucket to be created", |sw| {
             let out = sw.shell(&format!("s3.bucket.create -name {}", sw.bucket));
             out.contains("created bucket").then_some(())
-        });
+        })?;
         // Created in the filer does not yet mean served by the gateway: wait until a
         // signed S3 request sees the bucket (this also checks the credentials work).
         sw.wait_for(deadline, "the bucket to be served over S3", |sw| {
             sw.bucket_answers().then_some(())
-        });
-        sw
+        })?;
+        Ok(sw)
     }
 
-    /// Polls `ready` until it returns `Some`, panicking with the server's log if the server
+    /// Polls `ready` until it returns `Some`; fails with the server's log if the server
     /// exits or `deadline` passes.
     fn wait_for<T>(
         &mut self,
         deadline: Instant,
         what: &str,
         mut ready: impl FnMut(&Self) -> Option<T>,
-    ) -> T {
+    ) -> Result<T, StartFailure> {
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "SeaweedFS exited ({status}) while waiting for {what}; its log:\n{}",
-                    self.log()
-                );
+                let log = self.log();
+                return Err(StartFailure {
+                    // Whichever component lost its port, `weed server` exits as a whole.
+                    port_taken: log.contains("address already in use"),
+                    message: format!(
+                        "SeaweedFS exited ({status}) while waiting for {what}; its log:\n{log}"
+                    ),
+                });
             }
             if let Some(v) = ready(self) {
-                return v;
+                return Ok(v);
             }
             if Instant::now() > deadline {
-                panic!(
-                    "SeaweedFS: no {what} within {START_TIMEOUT:?}; its log:\n{}",
-                    self.log()
-                );
+                return Err(StartFailure {
+                    port_taken: false,
+                    message: format!(
+                        "SeaweedFS: no {what} within {START_TIMEOUT:?}; its log:\n{}",
+                        self.log()
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_millis(200));
         }

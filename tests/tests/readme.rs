@@ -1,6 +1,7 @@
 //! The README's walk-through is executed as written, against the real `ledger` and
 //! `ledgerctl`, so that the first thing a newcomer pastes keeps working.
 
+use ledger_e2e::ports::unused_loopback_port;
 use ledger_e2e::{binary, Ledger};
 use std::process::Command;
 
@@ -82,15 +83,6 @@ fn the_readme_walkthrough_runs_as_written() {
     );
 }
 
-/// A free loopback port (bound, then released for the script to use).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_readme_trust_walkthrough_runs_as_written() {
     let readme = include_str!("../../README.md");
@@ -106,7 +98,7 @@ fn the_readme_trust_walkthrough_runs_as_written() {
     for port in ["7001", "7002", "7003", "8081"] {
         script = script.replace(
             &format!("127.0.0.1:{port}"),
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{}", unused_loopback_port()),
         );
     }
     let work = tempfile::tempdir().unwrap();
@@ -152,8 +144,10 @@ fn the_readme_access_walkthrough_runs_as_written() {
     let rest = &readme[start..];
     let open = rest.find("```sh\n").expect("shell block") + 6;
     let close = rest[open..].find("\n```").expect("closed block");
-    let script =
-        rest[open..open + close].replace("127.0.0.1:8082", &format!("127.0.0.1:{}", free_port()));
+    let script = rest[open..open + close].replace(
+        "127.0.0.1:8082",
+        &format!("127.0.0.1:{}", unused_loopback_port()),
+    );
     assert!(script.contains("policy check") && script.contains("--access-config"));
     let work = tempfile::tempdir().unwrap();
     let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
@@ -198,7 +192,7 @@ fn run_walkthrough(marker: &str, port: &str) -> String {
     let close = rest[open..].find("\n```\n").expect("closed block");
     let script = rest[open..open + close].to_string().replace(
         &format!("127.0.0.1:{port}"),
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", unused_loopback_port()),
     );
     let work = tempfile::tempdir().unwrap();
     let bin_dir = binary("ledgerctl").parent().unwrap().to_path_buf();
