@@ -38,11 +38,34 @@ pub struct Snapshot {
     pub root: Hash,
     /// The signed checkpoint note for `edge.size`.
     pub checkpoint: Bytes,
+    /// `checkpoint` as the inside of a JSON string, escaped once: every answer to the
+    /// batch's submitters carries it twice.
+    checkpoint_json: std::sync::OnceLock<Box<[u8]>>,
 }
 
 impl Snapshot {
+    pub fn new(edge: Edge, tail: Vec<Bytes>, root: Hash, checkpoint: Bytes) -> Self {
+        Self {
+            edge,
+            tail,
+            root,
+            checkpoint,
+            checkpoint_json: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.edge.size
+    }
+
+    /// The checkpoint escaped for use inside a JSON string (without the quotes).
+    pub fn checkpoint_json(&self) -> &[u8] {
+        self.checkpoint_json.get_or_init(|| {
+            // Checkpoints are signed notes, UTF-8 by construction (c2sp.org/signed-note).
+            let text = std::str::from_utf8(&self.checkpoint).unwrap_or("");
+            let quoted = serde_json::to_vec(text).unwrap_or_else(|_| b"\"\"".to_vec());
+            quoted[1..quoted.len() - 1].into()
+        })
     }
 }
 
@@ -104,12 +127,7 @@ impl Log {
                     checkpoint: (0, note.clone()),
                     ..Default::default()
                 })?;
-                Snapshot {
-                    edge: Edge::default(),
-                    tail: vec![],
-                    root,
-                    checkpoint: note.into(),
-                }
+                Snapshot::new(Edge::default(), vec![], root, note.into())
             }
         };
         let metrics = LogMetrics::new();
@@ -132,10 +150,11 @@ impl Log {
         self.state.read().clone()
     }
 
-    pub(crate) fn publish(&self, s: Snapshot) {
+    /// Makes `s` the tree readers see. Only durable snapshots are published.
+    pub(crate) fn publish(&self, s: Arc<Snapshot>) {
         let size = s.size();
         self.metrics.tree_size.set(size as i64);
-        *self.state.write() = Arc::new(s);
+        *self.state.write() = s;
         self.size.send_replace(size);
     }
 
@@ -154,7 +173,7 @@ impl Log {
     pub(crate) fn reload(&self) -> Result<()> {
         let s = recover(self.store.as_ref(), &self.origin)?
             .ok_or_else(|| LogError::Unavailable("log storage lost its checkpoints".into()))?;
-        self.publish(s);
+        self.publish(Arc::new(s));
         Ok(())
     }
 
@@ -704,12 +723,7 @@ pub fn recover(store: &dyn LogStore, origin: &str) -> Result<Option<Snapshot>> {
         ))
         .into());
     }
-    Ok(Some(Snapshot {
-        edge,
-        tail,
-        root,
-        checkpoint: note.into(),
-    }))
+    Ok(Some(Snapshot::new(edge, tail, root, note.into())))
 }
 
 #[cfg(test)]

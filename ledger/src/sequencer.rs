@@ -338,13 +338,8 @@ impl Sequencer {
         m.appended.inc_by(appended);
         m.batch_entries.observe(appended as f64);
 
-        let snapshot = Snapshot {
-            edge,
-            tail,
-            root,
-            checkpoint: note.into(),
-        };
-        log.publish(snapshot);
+        let snapshot = Snapshot::new(edge, tail, root, note.into());
+        log.publish(Arc::new(snapshot));
         for leaf in in_batch.keys() {
             self.bloom.insert(&Hash(*leaf));
         }
