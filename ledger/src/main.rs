@@ -212,6 +212,11 @@ struct ServeArgs {
     /// RocksDB block cache in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     cache_bytes: usize,
+    /// Write-ahead log kept before RocksDB flushes the memtables it covers: bounds what a
+    /// restart after a crash replays. Smaller values flush more often.
+    #[arg(long, default_value_t = ledger::store::rocks::DEFAULT_MAX_WAL_BYTES,
+          value_parser = clap::value_parser!(u64).range(1 << 16..))]
+    max_wal_bytes: u64,
     /// Directory of the local blob store (default: <data-dir>/blobs).
     #[arg(long, conflicts_with = "s3_config")]
     blob_dir: Option<PathBuf>,
@@ -475,6 +480,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_batch_bytes: a.max_batch_bytes,
         max_concurrent_requests: a.max_concurrent_requests.max(1),
         cache_bytes: a.cache_bytes,
+        max_wal_bytes: a.max_wal_bytes,
         attest: AttestSettings {
             witness_policy: a.witness_policy,
             tsa_urls: a.tsa_urls,

@@ -15,7 +15,7 @@ use crate::registry::service::Registry as ArtifactRegistry;
 use crate::registry::uploads::Uploads;
 use crate::sequencer::{self, PoolConfig};
 use crate::signer::CheckpointSigner;
-use crate::store::rocks::RocksDb;
+use crate::store::rocks::{DbTuning, RocksDb};
 use crate::tls::{Peer, TlsListener};
 use crate::tsa::Authority;
 use anyhow::{bail, Context, Result};
@@ -70,6 +70,8 @@ pub struct ServerConfig {
     /// Requests in progress at once (503 beyond).
     pub max_concurrent_requests: usize,
     pub cache_bytes: usize,
+    /// RocksDB `max_total_wal_size` (see `store::rocks::DbTuning`).
+    pub max_wal_bytes: u64,
     pub blobs: BlobConfig,
     pub attest: AttestSettings,
     /// Checkpoint keys in a PKCS#11 token; logs without one use key files.
@@ -286,7 +288,11 @@ pub async fn build(config: &ServerConfig) -> Result<Server> {
     if unique.len() != names.len() {
         bail!("a log name is given twice");
     }
-    let db = RocksDb::open(&config.data_dir.join("db"), &names, config.cache_bytes)
+    let tuning = DbTuning {
+        cache_bytes: config.cache_bytes,
+        max_wal_bytes: config.max_wal_bytes,
+    };
+    let db = RocksDb::open_tuned(&config.data_dir.join("db"), &names, tuning)
         .context("opening RocksDB")?;
     let key_dir = config.data_dir.join("keys");
     let (attest, tsa) = attest_config(config)?;

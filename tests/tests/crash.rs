@@ -17,6 +17,10 @@ use std::time::Duration;
 const OCTET: &str = "application/octet-stream";
 const CYCLES: usize = 12;
 const WRITERS: usize = 8;
+/// A write-ahead log this small is flushed and recycled several times a cycle, so the kills
+/// land on recycled WALs (overwritten in place, stale records from their last use beyond
+/// the new ones) as well as on fresh ones. The default keeps 256 MiB.
+const SERVER_ARGS: [&str; 2] = ["--max-wal-bytes", "262144"];
 
 #[derive(Default)]
 struct Acked {
@@ -81,6 +85,15 @@ fn writer(base: String, id: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acke
     }
 }
 
+/// Whether RocksDB's info logs (the current one and those of earlier starts) hold `what`.
+fn rocksdb_logged(data_dir: &std::path::Path, what: &str) -> bool {
+    std::fs::read_dir(data_dir.join("db"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("LOG"))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|text| text.contains(what)))
+}
+
 fn note_size(note: &[u8]) -> u64 {
     let text = String::from_utf8_lossy(note);
     text.lines()
@@ -123,7 +136,7 @@ fn acknowledged_entries_and_issued_checkpoints_survive_kill_9_under_load() {
     let mut rng = rand::thread_rng();
     let mut vkey = String::new();
     for cycle in 0..CYCLES {
-        let mut l = Ledger::start(dir.path(), &[]);
+        let mut l = Ledger::start(dir.path(), &SERVER_ARGS);
         if vkey.is_empty() {
             vkey = l.vkey("artifacts").to_string();
         }
@@ -144,11 +157,15 @@ fn acknowledged_entries_and_issued_checkpoints_survive_kill_9_under_load() {
             t.join().unwrap();
         }
     }
-    let l = Ledger::start(dir.path(), &[]);
+    let l = Ledger::start(dir.path(), &SERVER_ARGS);
     let acked = acked.lock().unwrap();
     assert!(
         acked.entries.len() > 100,
         "the load should have acknowledged entries"
+    );
+    assert!(
+        rocksdb_logged(dir.path(), "from recycle list"),
+        "the test should have run on recycled WALs"
     );
     verify_everything(&l, &vkey, &acked);
     drop(l);

@@ -502,7 +502,7 @@ fn keygen_writes_a_private_key_only_its_owner_can_read_and_never_overwrites_it()
 }
 
 #[test]
-fn a_server_refuses_to_start_with_a_world_readable_key_or_bad_log_names() {
+fn a_server_refuses_to_start_with_a_world_readable_key_bad_log_names_or_a_bad_wal_limit() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     drop(Ledger::start(dir.path(), &[]));
@@ -524,5 +524,18 @@ fn a_server_refuses_to_start_with_a_world_readable_key_or_bad_log_names() {
             .output()
             .unwrap();
         assert!(!out.status.success(), "--log {bad} accepted");
+    }
+    // A WAL limit below 64 KiB would flush on nearly every write; nonsense is refused too.
+    for bad in ["100", "-1", "lots", ""] {
+        let out = std::process::Command::new(ledger_e2e::binary("ledger"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .arg(format!("--max-wal-bytes={bad}"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--max-wal-bytes {bad:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--max-wal-bytes"), "{err}");
     }
 }

@@ -77,6 +77,18 @@ fn cf_options(kind: &str, cache: &Cache) -> Options {
     o
 }
 
+/// Write-ahead log kept before the memtables it covers are flushed (`--max-wal-bytes`).
+pub const DEFAULT_MAX_WAL_BYTES: u64 = 256 << 20;
+
+/// Sizes an operator may tune.
+#[derive(Debug, Clone, Copy)]
+pub struct DbTuning {
+    /// The block cache shared by every column family.
+    pub cache_bytes: usize,
+    /// RocksDB's `max_total_wal_size`.
+    pub max_wal_bytes: u64,
+}
+
 /// The process-wide database.
 pub struct RocksDb {
     db: Arc<DB>,
@@ -85,7 +97,16 @@ pub struct RocksDb {
 impl RocksDb {
     /// Opens (or creates) the database with column families for `logs`.
     pub fn open(path: &Path, logs: &[String], cache_bytes: usize) -> Result<Self> {
-        let cache = Cache::new_lru_cache(cache_bytes);
+        let tuning = DbTuning {
+            cache_bytes,
+            max_wal_bytes: DEFAULT_MAX_WAL_BYTES,
+        };
+        Self::open_tuned(path, logs, tuning)
+    }
+
+    /// [`RocksDb::open`] with every tunable size given.
+    pub fn open_tuned(path: &Path, logs: &[String], tuning: DbTuning) -> Result<Self> {
+        let cache = Cache::new_lru_cache(tuning.cache_bytes);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -99,7 +120,7 @@ impl RocksDb {
         // Column families that see few writes (checkpoints, the catalog) would otherwise
         // pin old WALs for gigabytes, none would be free to recycle, and a restart after
         // kill -9 would replay all of them. This flushes such families instead.
-        opts.set_max_total_wal_size(256 << 20);
+        opts.set_max_total_wal_size(tuning.max_wal_bytes);
         // Required by the dedup family's hash memtable; the sequencer is the only writer
         // on the hot path, so concurrent memtable inserts gained nothing.
         opts.set_allow_concurrent_memtable_write(false);
