@@ -458,13 +458,24 @@ async fn main() -> Result<()> {
             let make = Arc::new(move |rng: &mut rand::rngs::StdRng| {
                 ("POST".into(), "/add".into(), random_entry(rng, size), 1)
             });
+            let cpu_before = own_cpu();
             let (stats, lat, secs) = closed_loop(t, clients, seconds, make).await?;
+            let cpu = own_cpu().saturating_sub(cpu_before);
             print_stats(
                 &format!("single ({clients} clients, {size} B entries)"),
                 &stats,
                 secs,
             );
             report_latency("single", lat);
+            let ok = stats.ok.load(Ordering::Relaxed);
+            if ok > 0 {
+                // The generator shares the server's cores: what it spends, the server cannot.
+                println!(
+                    "single load generator: {:.2} us of CPU per request ({:.0}% of a core)",
+                    cpu.as_secs_f64() * 1e6 / ok as f64,
+                    100.0 * cpu.as_secs_f64() / secs
+                );
+            }
         }
         Mode::Batch {
             clients,
@@ -682,6 +693,17 @@ impl BlobBytes {
         self.block[..8].copy_from_slice(&self.counter.to_be_bytes());
         &self.block[..(self.block.len() as u64).min(left) as usize]
     }
+}
+
+/// CPU time (user + system) this process has used so far.
+fn own_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn peak_rss_mib(pid: u32) -> Option<u64> {
