@@ -287,11 +287,17 @@ pub fn audit_entry_records(entry: &[u8]) -> Vec<serde_json::Value> {
 
 /// `ledgerctl` with `args`, no ambient credential: (exit code, stdout, stderr).
 pub fn ledgerctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("ledgerctl"))
+    run_binary("ledgerctl", args)
+}
+
+/// A workspace binary run to completion with `args` and no `LEDGER_TOKEN` in its
+/// environment: (exit code, stdout, stderr).
+pub fn run_binary(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary(name))
         .args(args)
         .env_remove("LEDGER_TOKEN")
         .output()
-        .expect("run ledgerctl");
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,19 +2,10 @@
 //! prints are only worth reading if the requests it counts are the entries the log holds.
 
 use ledger_client::checkpoint::verify_checkpoint;
-use ledger_e2e::{agent, binary, get, Ledger};
-use std::process::Command;
+use ledger_e2e::{agent, get, run_binary, Ledger};
 
 fn ledger_load(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary("ledger-load"))
-        .args(args)
-        .output()
-        .expect("run ledger-load");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_binary("ledger-load", args)
 }
 
 /// The number just before `suffix` in `line`, e.g. `12 requests` → 12.
